@@ -1,0 +1,52 @@
+# Two commands for a new user: `make run` (the whole pipeline on simulated data) and `make test`.
+# Everything is installed into .venv from the fully pinned requirements.txt, with uv.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := .uv/bin/uv
+
+# Default data: the funnel simulator. ROWS / SEED pick the data set; each gets its own folder.
+ROWS ?= 300000
+SEED ?= 0
+SIM_DIR := data/simulated-$(ROWS)-seed$(SEED)
+
+# Every process that imports TensorFlow needs Keras 2 (tf_keras) for TFX 1.16 (see README).
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
+
+.PHONY: install data run test test-fast clean
+install: $(VENV)/.installed
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.installed: requirements.txt pyproject.toml | $(UV)
+	test -x $(PY) || $(UV) venv --seed --python $(PYTHON) $(VENV)
+	$(UV) pip install --python $(PY) --no-deps -r requirements.txt
+	$(UV) pip install --python $(PY) --no-deps -e .
+	$(UV) pip check --python $(PY)
+	touch $@
+
+data: $(SIM_DIR)/truth/summary.json
+
+$(SIM_DIR)/truth/summary.json: | $(VENV)/.installed
+	$(PY) -m simulator --rows $(ROWS) --seed $(SEED) --out $(SIM_DIR)
+
+run: data
+	$(PY) -m pipeline.local_runner
+	$(PY) -m pipeline.summary --truth $(SIM_DIR)/truth/summary.json
+
+test: install
+	$(PY) -m pytest -v --durations=15 tests
+
+test-fast: install
+	$(PY) -m pytest -q -m 'not slow' tests
+
+clean:
+	rm -rf outputs data

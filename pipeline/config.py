@@ -1,0 +1,200 @@
+"""The pipeline's one typed configuration: paths, Beam, Transform, model and blessing settings.
+
+Defaults live here. Any field can be overridden from the environment, which is how the Makefile,
+the TFX CLI and Kubeflow pass settings without editing code:
+
+    FUNNEL_<FIELD>            top-level fields, e.g. FUNNEL_DATA_ROOT=/data/logs
+    FUNNEL_<SECTION>_<FIELD>  section fields, e.g. FUNNEL_MODEL_TRAIN_STEPS=500
+
+Tuples are comma-separated (FUNNEL_MODEL_EXPERT_UNITS=128,64); an empty value gives an empty
+tuple. Unknown FUNNEL_* variables and values of the wrong type are errors, so a typo cannot be
+silently ignored.
+"""
+
+import dataclasses
+import os
+import typing
+from typing import Mapping, Optional, Tuple
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV_PREFIX = 'FUNNEL_'
+
+
+class ConfigError(ValueError):
+    """A setting is malformed; the message names it and says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VocabularyConfig:
+    """How categorical ids become vocabulary ids (tft.compute_and_apply_vocabulary)."""
+    top_k: int = 100_000               # keep at most this many ids per feature
+    frequency_threshold: int = 3       # rarer ids share the OOV buckets
+    num_oov_buckets: int = 10          # hashed buckets for rare and never-seen ids
+
+    def validate(self):
+        _require(self.top_k > 0, 'vocabulary.top_k', self.top_k, 'must be > 0')
+        _require(self.frequency_threshold >= 1, 'vocabulary.frequency_threshold',
+                 self.frequency_threshold, 'must be >= 1')
+        _require(self.num_oov_buckets >= 1, 'vocabulary.num_oov_buckets', self.num_oov_buckets,
+                 'must be >= 1 so that unseen ids are safe at serving time')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and training of the multi-task model (read by trainer/train.py)."""
+    num_experts: int = 4
+    expert_units: Tuple[int, ...] = (64, 32)
+    tower_units: Tuple[int, ...] = (32,)
+    gate_temperature: float = 1.0      # < 1 sharpens the gates' softmax, > 1 flattens it
+    max_embedding_dim: int = 16        # embedding dim = min(this, 6 * vocab_size ** 0.25)
+    dense_projection_dim: int = 16     # learnt linear projection of the dense features
+    dropout: float = 0.0
+    learning_rate: float = 2e-3
+    batch_size: int = 1024
+    train_steps: int = 1500
+    eval_steps: int = 50               # batches of the eval split per validation
+    steps_per_validation: int = 250    # early stopping checks the eval loss this often
+    early_stopping_patience: int = 2   # validations without improvement before stopping
+    click_loss_weight: float = 1.0
+    conversion_loss_weight: float = 1.0
+    seed: int = 42
+
+    def validate(self):
+        for name in ('num_experts', 'max_embedding_dim', 'dense_projection_dim', 'batch_size',
+                     'train_steps', 'eval_steps', 'steps_per_validation',
+                     'early_stopping_patience'):
+            _require(getattr(self, name) > 0, f'model.{name}', getattr(self, name), 'must be > 0')
+        for name in ('expert_units', 'tower_units'):
+            units = getattr(self, name)
+            _require(len(units) > 0 and all(u > 0 for u in units), f'model.{name}', units,
+                     'must be a non-empty list of positive layer widths')
+        _require(self.gate_temperature > 0, 'model.gate_temperature', self.gate_temperature,
+                 'must be > 0')
+        _require(0.0 <= self.dropout < 1.0, 'model.dropout', self.dropout, 'must be in [0, 1)')
+        _require(self.learning_rate > 0, 'model.learning_rate', self.learning_rate, 'must be > 0')
+        for name in ('click_loss_weight', 'conversion_loss_weight'):
+            _require(getattr(self, name) >= 0, f'model.{name}', getattr(self, name),
+                     'must be >= 0')
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """TFMA slicing and the blessing rule: an AUC floor per task, no regression vs baseline."""
+    slice_features: Tuple[str, ...] = ('device', 'ad_position')
+    min_click_auc: float = 0.55        # p_click on all impressions
+    min_conversion_auc: float = 0.55   # p_conversion on all impressions
+    min_cvr_auc: float = 0.52          # p_cvr on clicked impressions
+    max_auc_regression: float = 0.01   # candidate may lose at most this much AUC per task
+
+    def validate(self):
+        for name in ('min_click_auc', 'min_conversion_auc', 'min_cvr_auc'):
+            _require(0.0 <= getattr(self, name) <= 1.0, f'evaluation.{name}',
+                     getattr(self, name), 'must be in [0, 1]')
+        _require(self.max_auc_regression >= 0, 'evaluation.max_auc_regression',
+                 self.max_auc_regression, 'must be >= 0')
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything one pipeline run needs; paths are derived from output_root."""
+    pipeline_name: str = 'funnel_mmoe'
+    data_root: str = os.path.join(REPO_ROOT, 'data', 'simulated', 'examples')
+    data_format: str = 'csv'           # 'csv' or 'tfrecord' (serialized tf.Examples)
+    output_root: str = os.path.join(REPO_ROOT, 'outputs')
+    schema_path: str = os.path.join(REPO_ROOT, 'schema', 'schema.pbtxt')
+    train_hash_buckets: int = 4        # train:eval split of the input by hash, 4:1
+    eval_hash_buckets: int = 1
+    beam_pipeline_args: Tuple[str, ...] = ('--direct_running_mode=in_memory',
+                                           '--direct_num_workers=1')
+    enable_cache: bool = True
+    vocabulary: VocabularyConfig = VocabularyConfig()
+    model: ModelConfig = ModelConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_root, 'pipelines', self.pipeline_name)
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output_root, 'metadata', self.pipeline_name, 'metadata.db')
+
+    @property
+    def serving_model_dir(self) -> str:
+        """Pushed models land in <serving_model_dir>/<version>/, where TF Serving watches."""
+        return os.path.join(self.output_root, 'serving_model', self.pipeline_name)
+
+    @property
+    def module_file(self) -> str:
+        return os.path.join(REPO_ROOT, 'trainer', 'module.py')
+
+    def validate(self) -> 'PipelineConfig':
+        _require(self.data_format in ('csv', 'tfrecord'), 'data_format', self.data_format,
+                 "must be 'csv' or 'tfrecord'")
+        _require(bool(self.pipeline_name), 'pipeline_name', self.pipeline_name,
+                 'must not be empty')
+        _require(self.train_hash_buckets > 0 and self.eval_hash_buckets > 0,
+                 'train_hash_buckets/eval_hash_buckets',
+                 (self.train_hash_buckets, self.eval_hash_buckets), 'must both be > 0')
+        self.vocabulary.validate()
+        self.model.validate()
+        self.evaluation.validate()
+        return self
+
+
+def _require(ok: bool, name: str, value, why: str):
+    if not ok:
+        raise ConfigError(f'Configuration {name}={value!r} {why} '
+                          f'(set it in pipeline/config.py or with {_env_name(name)}).')
+
+
+def _env_name(dotted: str) -> str:
+    return ENV_PREFIX + dotted.replace('.', '_').upper()
+
+
+def _parse(text: str, field_type, env_name: str):
+    """Parses one environment value into the field's declared type."""
+    try:
+        if field_type is bool:
+            if text.lower() not in ('1', '0', 'true', 'false', 'yes', 'no'):
+                raise ValueError('expected true/false')
+            return text.lower() in ('1', 'true', 'yes')
+        if typing.get_origin(field_type) is tuple:
+            item_type = typing.get_args(field_type)[0]
+            return tuple(item_type(item.strip()) for item in text.split(',') if item.strip())
+        return field_type(text)
+    except ValueError as e:
+        raise ConfigError(f'Environment variable {env_name}={text!r} is not a valid '
+                          f'{getattr(field_type, "__name__", field_type)}: {e}') from None
+
+
+def _apply_env(config, env: Mapping[str, str], prefix: str, used: set):
+    """Returns a copy of the dataclass `config` with fields replaced from `env`."""
+    hints = typing.get_type_hints(type(config))
+    changes = {}
+    for field in dataclasses.fields(config):
+        name = f'{prefix}{field.name.upper()}'
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            changes[field.name] = _apply_env(value, env, name + '_', used)
+        elif name in env:
+            changes[field.name] = _parse(env[name], hints[field.name], name)
+            used.add(name)
+    return dataclasses.replace(config, **changes)
+
+
+def from_dict(cls, values: Mapping[str, object]):
+    """Rebuilds a config section from its JSON form (as passed in a component's custom_config)."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def load_config(env: Optional[Mapping[str, str]] = None, **overrides) -> PipelineConfig:
+    """Builds the validated configuration from defaults, `overrides` and FUNNEL_* variables."""
+    env = os.environ if env is None else env
+    used = set()
+    config = _apply_env(PipelineConfig(**overrides), env, ENV_PREFIX, used)
+    unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in used)
+    if unknown:
+        raise ConfigError(f'Unknown configuration variable(s) {unknown}; the known fields are '
+                          'listed in pipeline/config.py.')
+    return config.validate()

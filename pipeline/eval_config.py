@@ -1,0 +1,48 @@
+"""The Evaluator's TFMA configuration: which metrics, on which slices, and when to bless.
+
+Metrics per task: AUC, log loss, calibration (mean prediction / mean label), mean prediction,
+mean label and example count. p_click and p_conversion are scored on all impressions, p_cvr on
+clicked impressions (the slice click = 1). Blessing thresholds apply only to the slice each task
+is judged on: a small slice without positives has an undefined AUC and must not block a push.
+"""
+
+import tensorflow_model_analysis as tfma
+
+from pipeline.config import EvaluationConfig
+from trainer import features
+
+CLICKED_SLICE = tfma.SlicingSpec(feature_values={features.CLICK_LABEL: '1'})
+OVERALL_SLICE = tfma.SlicingSpec()
+
+
+def _task_metrics(output: str, min_auc: float, judged_on: tfma.SlicingSpec,
+                  config: EvaluationConfig) -> tfma.MetricsSpec:
+    """Metrics of one model output, with its AUC floor and no-regression threshold."""
+    auc_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_auc}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={'value': -config.max_auc_regression}))
+    return tfma.MetricsSpec(output_names=[output], metrics=[
+        tfma.MetricConfig(class_name='AUC', per_slice_thresholds=[
+            tfma.PerSliceMetricThreshold(slicing_specs=[judged_on], threshold=auc_threshold)]),
+        tfma.MetricConfig(class_name='BinaryCrossentropy', config='{"name": "log_loss"}'),
+        tfma.MetricConfig(class_name='Calibration'),
+        tfma.MetricConfig(class_name='MeanPrediction'),
+        tfma.MetricConfig(class_name='MeanLabel'),
+        tfma.MetricConfig(class_name='ExampleCount'),
+    ])
+
+
+def make_eval_config(config: EvaluationConfig) -> tfma.EvalConfig:
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name='serving_default',
+                                    label_keys=dict(features.OUTPUT_LABELS))],
+        slicing_specs=[OVERALL_SLICE, CLICKED_SLICE] + [
+            tfma.SlicingSpec(feature_keys=[name]) for name in config.slice_features],
+        metrics_specs=[
+            _task_metrics(features.P_CLICK, config.min_click_auc, OVERALL_SLICE, config),
+            _task_metrics(features.P_CONVERSION, config.min_conversion_auc, OVERALL_SLICE,
+                          config),
+            _task_metrics(features.P_CVR, config.min_cvr_auc, CLICKED_SLICE, config),
+        ])

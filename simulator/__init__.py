@@ -1,0 +1,1 @@
+"""Funnel data simulator: impressions with clicks and conversions drawn from known probabilities."""

@@ -1,0 +1,70 @@
+"""Serving signatures: raw features in, the Transform graph inside, funnel probabilities out.
+
+- `serving_default`: serialized tf.Examples of raw features (TF Serving classify/predict with
+  tf.Example, and what TFMA's Evaluator calls).
+- `serving_raw`: one named tensor per raw feature (what a REST client sends as JSON
+  `instances`). An optional dense feature that is missing is sent as NaN.
+Both return p_click, p_cvr and p_conversion as [batch] float32 tensors.
+"""
+
+from typing import Dict
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from trainer import features
+
+RAW_SIGNATURE = 'serving_raw'
+
+
+def _serving_feature_spec(tft_output: tft.TFTransformOutput) -> Dict[str, tf.io.FixedLenFeature]:
+    """The raw feature spec without the labels, which are not known at serving time."""
+    spec = tft_output.raw_feature_spec()
+    for label in features.LABELS:
+        spec.pop(label, None)
+    return spec
+
+
+def _raw_input_signature(spec) -> Dict[str, tf.TensorSpec]:
+    return {name: tf.TensorSpec([None], feature.dtype, name=name) for name, feature in spec.items()}
+
+
+def _to_raw_feature(value: tf.Tensor, feature) -> tf.Tensor:
+    """A [batch] request tensor in the form the Transform graph expects for this feature.
+
+    Optional features are VarLenFeatures in the schema, i.e. SparseTensors; NaN marks missing.
+    """
+    if isinstance(feature, tf.io.FixedLenFeature):
+        return tf.reshape(value, [-1] + list(feature.shape))
+    present = tf.logical_not(tf.math.is_nan(value)) if value.dtype.is_floating else tf.ones_like(
+        value, tf.bool)
+    indices = tf.where(present)
+    return tf.SparseTensor(tf.concat([indices, tf.zeros_like(indices)], axis=1),
+                           tf.gather_nd(value, indices),
+                           tf.stack([tf.shape(value, out_type=tf.int64)[0],
+                                     tf.constant(1, tf.int64)]))
+
+
+def export_serving_model(model: tf.keras.Model, tft_output: tft.TFTransformOutput,
+                         export_dir: str) -> None:
+    """Saves `model` with the Transform graph attached and both serving signatures."""
+    model.tft_layer = tft_output.transform_features_layer()  # tracked, so its assets are saved
+    spec = _serving_feature_spec(tft_output)
+
+    def predict(raw_features):
+        transformed = model.tft_layer(raw_features)
+        outputs = model({name: transformed[name] for name in model.input_names})
+        return {name: tf.reshape(value, [-1]) for name, value in outputs.items()}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+    def serve_tf_examples(serialized):
+        return predict(tf.io.parse_example(serialized, spec))
+
+    @tf.function(input_signature=[_raw_input_signature(spec)])
+    def serve_raw(raw):
+        return predict({name: _to_raw_feature(raw[name], spec[name]) for name in spec})
+
+    model.save(export_dir, save_format='tf', signatures={
+        'serving_default': serve_tf_examples.get_concrete_function(),
+        RAW_SIGNATURE: serve_raw.get_concrete_function(),
+    })

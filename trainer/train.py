@@ -1,0 +1,91 @@
+"""The Trainer's run_fn: read transformed examples, train the funnel model, export it."""
+
+import logging
+import time
+from typing import Dict, List, Tuple
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from pipeline.config import ModelConfig, from_dict
+from trainer import export, features, losses, model
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over all GPUs when there are several, the default strategy otherwise."""
+    gpus = tf.config.list_logical_devices('GPU')
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
+             tft_output: tft.TFTransformOutput, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Endless (num_epochs=None), shuffled batches of (transformed features, labels per output)."""
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed),
+        tft_output.transformed_metadata.schema)
+
+    def split_labels(batch: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict]:
+        labels = {name: batch.pop(name) for name in features.LABELS}
+        return batch, losses.labels_for_loss(labels)
+
+    return dataset.map(split_labels, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def model_inputs(tft_output: tft.TFTransformOutput) -> Tuple[Dict[str, int], List[str]]:
+    """Vocabulary sizes of the categorical inputs and names of the float inputs."""
+    vocab_sizes = {name: tft_output.num_buckets_for_transformed_feature(name)
+                   for name in features.CATEGORICAL_FEATURES}
+    spec = tft_output.transformed_feature_spec()
+    dense = sorted(name for name, feature in spec.items()
+                   if feature.dtype == tf.float32 and name not in features.LABELS)
+    return vocab_sizes, dense
+
+
+def build_compiled_model(config: ModelConfig, tft_output: tft.TFTransformOutput) -> tf.keras.Model:
+    vocab_sizes, dense = model_inputs(tft_output)
+    funnel_model = model.build_model(config, vocab_sizes, dense)
+    loss, loss_weights = losses.funnel_loss(config)
+    funnel_model.compile(
+        optimizer=tf.keras.optimizers.Adam(config.learning_rate),
+        loss=loss, loss_weights=loss_weights,
+        metrics={output: [tf.keras.metrics.AUC(name='auc')] for output in loss})
+    return funnel_model
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point (see trainer/module.py)."""
+    config = from_dict(ModelConfig, fn_args.custom_config['model'])
+    tf.keras.utils.set_random_seed(config.seed)
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    train_data = input_fn(fn_args.train_files, fn_args.data_accessor, tft_output,
+                          config.batch_size, config.seed)
+    eval_data = input_fn(fn_args.eval_files, fn_args.data_accessor, tft_output,
+                         config.batch_size, config.seed)
+
+    strategy = distribution_strategy()
+    logging.info('Training with %s over %d replica(s).', type(strategy).__name__,
+                 strategy.num_replicas_in_sync)
+    with strategy.scope():
+        funnel_model = build_compiled_model(config, tft_output)
+
+    validations = max(1, fn_args.train_steps // config.steps_per_validation)
+    steps_per_validation = fn_args.train_steps // validations
+    start = time.time()
+    history = funnel_model.fit(
+        train_data, epochs=validations, steps_per_epoch=steps_per_validation,
+        validation_data=eval_data, validation_steps=fn_args.eval_steps, verbose=2,
+        callbacks=[
+            tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch'),
+            tf.keras.callbacks.EarlyStopping(monitor='val_loss',
+                                             patience=config.early_stopping_patience,
+                                             restore_best_weights=True),
+        ])
+    elapsed = time.time() - start
+    steps = len(history.epoch) * steps_per_validation
+    logging.info('Trained %d steps of %d examples in %.1f s (%.0f examples/s incl. validation).',
+                 steps, config.batch_size, elapsed, steps * config.batch_size / elapsed)
+    export.export_serving_model(funnel_model, tft_output, fn_args.serving_model_dir)
