@@ -84,7 +84,7 @@ class EvaluationConfig:
     min_click_auc: float = 0.55        # p_click on all impressions
     min_conversion_auc: float = 0.55   # p_conversion on all impressions
     min_cvr_auc: float = 0.52          # p_cvr on clicked impressions
-    max_auc_regression: float = 0.01   # candidate may lose at most this much AUC per task
+    max_auc_regression: float = 0.02   # candidate may lose at most this much AUC per task
 
     def validate(self):
         for name in ('min_click_auc', 'min_conversion_auc', 'min_cvr_auc'):

@@ -15,7 +15,7 @@ from tfx import v1 as tfx
 from components.anomalies_gate import DataAnomaliesError
 from pipeline import config as config_lib
 from pipeline import inputs, run_log
-from pipeline.pipeline import create_pipeline
+from pipeline.graph import create_pipeline
 
 
 def run(config: config_lib.PipelineConfig) -> None:
