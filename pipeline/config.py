@@ -48,6 +48,7 @@ class ModelConfig:
     gate_temperature: float = 1.0      # < 1 sharpens the gates' softmax, > 1 flattens it
     max_embedding_dim: int = 16        # embedding dim = min(this, 6 * vocab_size ** 0.25)
     dense_projection_dim: int = 16     # learnt linear projection of the dense features
+    embedding_l2: float = 1e-4         # L2 penalty on embeddings: rare ids overfit without it
     dropout: float = 0.0
     learning_rate: float = 2e-3
     batch_size: int = 1024
@@ -71,6 +72,7 @@ class ModelConfig:
         _require(self.gate_temperature > 0, 'model.gate_temperature', self.gate_temperature,
                  'must be > 0')
         _require(0.0 <= self.dropout < 1.0, 'model.dropout', self.dropout, 'must be in [0, 1)')
+        _require(self.embedding_l2 >= 0, 'model.embedding_l2', self.embedding_l2, 'must be >= 0')
         _require(self.learning_rate > 0, 'model.learning_rate', self.learning_rate, 'must be > 0')
         for name in ('click_loss_weight', 'conversion_loss_weight'):
             _require(getattr(self, name) >= 0, f'model.{name}', getattr(self, name),

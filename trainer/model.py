@@ -36,7 +36,9 @@ def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
     inputs.update({name: tf.keras.Input(shape=(), dtype=tf.float32, name=name)
                    for name in dense_features})
 
+    regularizer = tf.keras.regularizers.L2(config.embedding_l2) if config.embedding_l2 else None
     embedded = [tf.keras.layers.Embedding(size, embedding_dim(size, config.max_embedding_dim),
+                                          embeddings_regularizer=regularizer,
                                           name=f'{name}_embedding')(inputs[name])
                 for name, size in vocab_sizes.items()]
     dense = tf.keras.layers.Concatenate(name='dense_inputs')(
