@@ -39,11 +39,21 @@ class VocabularyConfig:
                  'must be >= 1 so that unseen ids are safe at serving time')
 
 
+# Allowed values of ModelConfig's choices (trainer/model.py and trainer/losses.py describe them).
+ARCHITECTURES = ('mmoe', 'shared_bottom', 'ple', 'single_task')
+LOSSES = ('esmm', 'naive', 'monotonic')
+TASK_WEIGHTINGS = ('static', 'uncertainty')
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Architecture and training of the multi-task model (read by trainer/train.py)."""
-    num_experts: int = 4
-    expert_units: Tuple[int, ...] = (64, 32)
+    architecture: str = 'mmoe'         # one of ARCHITECTURES
+    num_experts: int = 4               # mmoe
+    ple_levels: int = 2                # ple: extraction levels (1 level is CGC)
+    experts_per_task: int = 1          # ple: task-specific experts per task and level
+    shared_experts: int = 2            # ple: shared experts per level
+    expert_units: Tuple[int, ...] = (64, 32)  # every expert, the shared and single-task bottoms
     tower_units: Tuple[int, ...] = (32,)
     gate_temperature: float = 1.0      # < 1 sharpens the gates' softmax, > 1 flattens it
     max_embedding_dim: int = 16        # embedding dim = min(this, 6 * vocab_size ** 0.25)
@@ -56,12 +66,20 @@ class ModelConfig:
     eval_steps: int = 50               # batches of the eval split per validation
     steps_per_validation: int = 250    # early stopping checks the eval loss this often
     early_stopping_patience: int = 2   # validations without improvement before stopping
+    loss: str = 'esmm'                 # one of LOSSES
+    monotonic_penalty_weight: float = 1.0  # loss 'monotonic': weight of the funnel-order penalty
+    task_weighting: str = 'static'     # one of TASK_WEIGHTINGS; 'static' uses the weights below
     click_loss_weight: float = 1.0
     conversion_loss_weight: float = 1.0
     seed: int = 42
 
     def validate(self):
-        for name in ('num_experts', 'max_embedding_dim', 'dense_projection_dim', 'batch_size',
+        for name, allowed in (('architecture', ARCHITECTURES), ('loss', LOSSES),
+                              ('task_weighting', TASK_WEIGHTINGS)):
+            _require(getattr(self, name) in allowed, f'model.{name}', getattr(self, name),
+                     'must be one of ' + ', '.join(map(repr, allowed)))
+        for name in ('num_experts', 'ple_levels', 'experts_per_task', 'shared_experts',
+                     'max_embedding_dim', 'dense_projection_dim', 'batch_size',
                      'train_steps', 'eval_steps', 'steps_per_validation',
                      'early_stopping_patience'):
             _require(getattr(self, name) > 0, f'model.{name}', getattr(self, name), 'must be > 0')
@@ -74,7 +92,8 @@ class ModelConfig:
         _require(0.0 <= self.dropout < 1.0, 'model.dropout', self.dropout, 'must be in [0, 1)')
         _require(self.embedding_l2 >= 0, 'model.embedding_l2', self.embedding_l2, 'must be >= 0')
         _require(self.learning_rate > 0, 'model.learning_rate', self.learning_rate, 'must be > 0')
-        for name in ('click_loss_weight', 'conversion_loss_weight'):
+        _require(0 <= self.seed < 2**32, 'model.seed', self.seed, 'must be in [0, 2**32)')
+        for name in ('click_loss_weight', 'conversion_loss_weight', 'monotonic_penalty_weight'):
             _require(getattr(self, name) >= 0, f'model.{name}', getattr(self, name),
                      'must be >= 0')
 
@@ -97,6 +116,36 @@ class EvaluationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class KubeflowConfig:
+    """Kubeflow Pipelines only (kubeflow/runner.py): the image, object-store paths, the
+    distributed Beam runner and the Trainer's container resources."""
+    image: str = 'gcr.io/your-project/funnel-mmoe:latest'  # built from kubeflow/Dockerfile
+    output_root: str = 'gs://your-bucket/funnel'  # like output_root: pipeline root, pushed models
+    data_root: str = 'gs://your-bucket/funnel/examples'  # default of the run parameter data_root
+    beam_pipeline_args: Tuple[str, ...] = (
+        '--runner=DataflowRunner', '--project=your-project', '--region=us-central1',
+        '--temp_location=gs://your-bucket/funnel/beam-tmp',
+        '--sdk_container_image=gcr.io/your-project/funnel-mmoe:latest')
+    trainer_gpus: int = 1
+    trainer_accelerator: str = 'nvidia.com/gpu'  # KFP: the GPU's Kubernetes resource name
+    trainer_cpu_limit: float = 8.0               # vCPUs
+    trainer_memory_limit_gb: float = 32.0
+
+    def validate(self):
+        for name in ('image', 'output_root', 'data_root'):
+            _require(bool(getattr(self, name)), f'kubeflow.{name}', getattr(self, name),
+                     'must not be empty')
+        _require(self.trainer_gpus >= 0, 'kubeflow.trainer_gpus', self.trainer_gpus,
+                 'must be >= 0')
+        _require(self.trainer_gpus == 0 or bool(self.trainer_accelerator),
+                 'kubeflow.trainer_accelerator', self.trainer_accelerator,
+                 'must name the GPU when trainer_gpus > 0')
+        for name in ('trainer_cpu_limit', 'trainer_memory_limit_gb'):
+            _require(getattr(self, name) > 0, f'kubeflow.{name}', getattr(self, name),
+                     'must be > 0')
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything one pipeline run needs; paths are derived from output_root."""
     pipeline_name: str = 'funnel_mmoe'
@@ -112,6 +161,7 @@ class PipelineConfig:
     vocabulary: VocabularyConfig = VocabularyConfig()
     model: ModelConfig = ModelConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    kubeflow: KubeflowConfig = KubeflowConfig()  # read by kubeflow/runner.py only
 
     @property
     def pipeline_root(self) -> str:
@@ -135,12 +185,12 @@ class PipelineConfig:
                  "must be 'csv' or 'tfrecord'")
         _require(bool(self.pipeline_name), 'pipeline_name', self.pipeline_name,
                  'must not be empty')
-        _require(self.train_hash_buckets > 0 and self.eval_hash_buckets > 0,
-                 'train_hash_buckets/eval_hash_buckets',
-                 (self.train_hash_buckets, self.eval_hash_buckets), 'must both be > 0')
+        for name in ('train_hash_buckets', 'eval_hash_buckets'):
+            _require(getattr(self, name) > 0, name, getattr(self, name), 'must be > 0')
         self.vocabulary.validate()
         self.model.validate()
         self.evaluation.validate()
+        self.kubeflow.validate()
         return self
 
 

@@ -1,18 +1,29 @@
-"""Builds the funnel MMoE model from transformed features.
+"""Builds the funnel model from transformed features; the architecture is chosen by config.
 
 Reads top to bottom like the architecture diagram:
-embed ids + project dense -> experts -> per-task gates -> towers -> funnel outputs.
-p_conversion = p_click * p_cvr (ESMM entire-space modelling), so p_conversion <= p_click holds
-by construction and the CVR tower learns from every impression, not only from clicks.
+embed ids + project dense -> shared body (by architecture) -> towers -> funnel outputs.
+
+- 'mmoe': experts shared by both tasks, one gate per task (MixtureOfExperts).
+- 'shared_bottom': one MLP shared by both tasks.
+- 'ple': task-specific and shared experts over `ple_levels` levels (PLE; one level is CGC).
+- 'single_task': two independent networks, each with its own embeddings: no parameter is shared,
+  the baseline that measures what sharing brings.
+
+The funnel outputs depend on the loss: with 'esmm' and 'naive' the towers give p_click and p_cvr
+and p_conversion = p_click * p_cvr, so p_conversion <= p_click by construction; with 'monotonic'
+they give p_click and p_conversion directly and p_cvr is their ratio (see trainer/losses.py).
 """
 
+import functools
 import math
-from typing import Mapping, Sequence
+from typing import Dict, List, Mapping, Sequence
 
 import tensorflow as tf
 
 from pipeline.config import ModelConfig
-from trainer import features, layers
+from trainer import features, layers, losses
+
+TASKS = ('click', 'cvr')  # the tasks' names in layer names, in the order of the task outputs
 
 
 def embedding_dim(vocab_size: int, max_dim: int) -> int:
@@ -22,40 +33,86 @@ def embedding_dim(vocab_size: int, max_dim: int) -> int:
 
 def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
                 dense_features: Sequence[str]) -> tf.keras.Model:
-    """The MMoE funnel model.
+    """The funnel model of `config.architecture`, with the outputs `config.loss` needs.
 
     Args:
-      config: architecture sizes.
+      config: architecture, sizes and loss.
       vocab_sizes: for each categorical feature, its number of ids (vocabulary + OOV buckets).
       dense_features: names of the float inputs (normalised values and missing indicators).
     Returns:
       A Keras model from a dict of [batch] tensors to {p_click, p_cvr, p_conversion}, each of
-      shape [batch, 1].
+      shape [batch, 1]; a losses.UncertaintyWeightedModel with uncertainty task weighting.
     """
     inputs = {name: tf.keras.Input(shape=(), dtype=tf.int64, name=name) for name in vocab_sizes}
     inputs.update({name: tf.keras.Input(shape=(), dtype=tf.float32, name=name)
                    for name in dense_features})
 
+    embed = functools.partial(_input_features, config, inputs, vocab_sizes, dense_features)
+    if config.architecture == 'single_task':  # two networks sharing no layer, not even embeddings
+        click_input, cvr_input = [
+            layers.MLP(config.expert_units, config.dropout, name=f'{task}_bottom')(
+                embed(prefix=f'{task}_'))
+            for task in TASKS]
+    else:
+        click_input, cvr_input = _shared_body(config, embed())
+
+    outputs = _funnel_outputs(config, click_input, cvr_input)
+    name = f'funnel_{config.architecture}'
+    if config.task_weighting == 'uncertainty':
+        return losses.UncertaintyWeightedModel(inputs, outputs, losses.LOSS_OUTPUTS[config.loss],
+                                               name=name)
+    return tf.keras.Model(inputs=inputs, outputs=outputs, name=name)
+
+
+def _input_features(config: ModelConfig, inputs: Mapping[str, tf.Tensor],
+                    vocab_sizes: Mapping[str, int], dense_features: Sequence[str],
+                    prefix: str = '') -> tf.Tensor:
+    """Embeddings of the ids and a learnt linear projection of the dense features, concatenated.
+
+    `prefix` names the layers of a second, independent copy (the single-task networks).
+    """
     regularizer = tf.keras.regularizers.L2(config.embedding_l2) if config.embedding_l2 else None
     embedded = [tf.keras.layers.Embedding(size, embedding_dim(size, config.max_embedding_dim),
                                           embeddings_regularizer=regularizer,
-                                          name=f'{name}_embedding')(inputs[name])
+                                          name=f'{prefix}{name}_embedding')(inputs[name])
                 for name, size in vocab_sizes.items()]
-    dense = tf.keras.layers.Concatenate(name='dense_inputs')(
-        [tf.keras.layers.Reshape((1,), name=f'{name}_column')(inputs[name])
+    dense = tf.keras.layers.Concatenate(name=f'{prefix}dense_inputs')(
+        [tf.keras.layers.Reshape((1,), name=f'{prefix}{name}_column')(inputs[name])
          for name in dense_features])
-    projected = tf.keras.layers.Dense(config.dense_projection_dim, name='dense_projection')(dense)
-    shared_input = tf.keras.layers.Concatenate(name='shared_input')(embedded + [projected])
+    projected = tf.keras.layers.Dense(config.dense_projection_dim,
+                                      name=f'{prefix}dense_projection')(dense)
+    return tf.keras.layers.Concatenate(name=f'{prefix}input_features')(embedded + [projected])
 
-    ctr_input, cvr_input = layers.MixtureOfExperts(
-        config.num_experts, config.expert_units, num_tasks=2,
-        gate_temperature=config.gate_temperature, dropout=config.dropout,
-        name='mmoe')(shared_input)
 
-    p_click = layers.Tower(config.tower_units, config.dropout, name=features.P_CLICK)(ctr_input)
-    p_cvr = layers.Tower(config.tower_units, config.dropout, name=features.P_CVR)(cvr_input)
-    p_conversion = tf.keras.layers.Multiply(name=features.P_CONVERSION)([p_click, p_cvr])
-    return tf.keras.Model(inputs=inputs, outputs={features.P_CLICK: p_click,
-                                                  features.P_CVR: p_cvr,
-                                                  features.P_CONVERSION: p_conversion},
-                          name='funnel_mmoe')
+def _shared_body(config: ModelConfig, x: tf.Tensor) -> List[tf.Tensor]:
+    """The part both tasks share, giving one input per tower (click, cvr)."""
+    if config.architecture == 'mmoe':
+        return layers.MixtureOfExperts(
+            config.num_experts, config.expert_units, num_tasks=len(TASKS),
+            gate_temperature=config.gate_temperature, dropout=config.dropout, name='mmoe')(x)
+    if config.architecture == 'shared_bottom':
+        bottom = layers.MLP(config.expert_units, config.dropout, name='shared_bottom')(x)
+        return [bottom, bottom]
+    if config.architecture == 'ple':
+        return layers.ProgressiveLayeredExtraction(
+            config.ple_levels, len(TASKS), config.experts_per_task, config.shared_experts,
+            config.expert_units, config.gate_temperature, config.dropout, name='ple')(x)
+    raise ValueError(f'Unknown model architecture {config.architecture!r}.')
+
+
+def _funnel_outputs(config: ModelConfig, click_input: tf.Tensor,
+                    cvr_input: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """The towers and the funnel outputs p_click, p_cvr and p_conversion."""
+    p_click = layers.Tower(config.tower_units, config.dropout, name=features.P_CLICK)(click_input)
+    if config.loss == 'monotonic':
+        p_conversion = layers.Tower(config.tower_units, config.dropout,
+                                    name='conversion_tower')(cvr_input)
+        p_conversion = losses.MonotonicityPenalty(config.monotonic_penalty_weight,
+                                                  name=features.P_CONVERSION)(
+            [p_click, p_conversion])
+        p_cvr = layers.ConditionalRate(name=features.P_CVR)([p_click, p_conversion])
+    else:
+        p_cvr = layers.Tower(config.tower_units, config.dropout, name=features.P_CVR)(cvr_input)
+        p_conversion = tf.keras.layers.Multiply(name=features.P_CONVERSION)([p_click, p_cvr])
+    return {features.P_CLICK: p_click, features.P_CVR: p_cvr,
+            features.P_CONVERSION: p_conversion}

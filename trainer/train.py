@@ -23,14 +23,15 @@ def distribution_strategy() -> tf.distribute.Strategy:
 
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tft_output: tft.TFTransformOutput, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Endless (num_epochs=None), shuffled batches of (transformed features, labels per output)."""
+    """Endless (num_epochs=None), shuffled batches of (transformed features, labels per output,
+    sample weights per output)."""
     dataset = data_accessor.tf_dataset_factory(
         file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed),
         tft_output.transformed_metadata.schema)
 
-    def split_labels(batch: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict]:
+    def split_labels(batch: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
         labels = {name: batch.pop(name) for name in features.LABELS}
-        return batch, losses.labels_for_loss(labels)
+        return (batch, *losses.labels_for_loss(labels))
 
     return dataset.map(split_labels, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -49,10 +50,11 @@ def build_compiled_model(config: ModelConfig, tft_output: tft.TFTransformOutput)
     vocab_sizes, dense = model_inputs(tft_output)
     funnel_model = model.build_model(config, vocab_sizes, dense)
     loss, loss_weights = losses.funnel_loss(config)
+    # Weighted, so that p_cvr's AUC (naive loss) is over clicked impressions, like its loss.
     funnel_model.compile(
         optimizer=tf.keras.optimizers.Adam(config.learning_rate),
         loss=loss, loss_weights=loss_weights,
-        metrics={output: [tf.keras.metrics.AUC(name='auc')] for output in loss})
+        weighted_metrics={output: [tf.keras.metrics.AUC(name='auc')] for output in loss})
     return funnel_model
 
 

@@ -1,0 +1,221 @@
+"""Shared fixtures: a tiny model config, random model inputs and one real tf.Transform run.
+
+TFX 1.16 needs Keras 2 (tf_keras): TF_USE_LEGACY_KERAS must be set before anything imports
+TensorFlow, so it is set here, first, and TensorFlow is imported lazily inside the fixtures.
+"""
+
+import os
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import functools  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import types  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from pipeline.config import ModelConfig  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = REPO / 'schema' / 'schema.pbtxt'
+
+# The Transform's vocabulary settings in the tiny run: ids seen fewer than 3 times are OOV.
+VOCABULARY = {'frequency_threshold': 3, 'num_oov_buckets': 4}
+
+# user_id of the 50 training rows: two frequent ids (the whole vocabulary) and one rare id.
+TRAIN_USER_COUNTS = {'u_hot': 28, 'u_warm': 20, 'u_rare': 2}
+# user_id of the rows transformed afterwards with the fitted transform_fn.
+PROBE_USERS = ('u_hot', 'u_rare', 'u_never_seen', 'u_warm')
+
+# Fake vocabulary sizes and float inputs for model-only tests (no Transform needed).
+TINY_VOCAB_SIZES = {'user_id': 20, 'item_id': 30, 'item_category': 7, 'device': 5,
+                    'ad_position': 10}
+TINY_DENSE_FEATURES = ('item_hist_ctr', 'item_hist_ctr_missing', 'price', 'user_activity',
+                       'user_age')
+
+
+@pytest.fixture
+def tiny_config() -> ModelConfig:
+    """A small, valid MMoE + ESMM ModelConfig with unequal loss weights (so weighting bugs
+    show) and no embedding L2 (so the compiled loss is the funnel loss alone)."""
+    return ModelConfig(architecture='mmoe', loss='esmm', task_weighting='static',
+                       num_experts=3, expert_units=(8, 4), tower_units=(4,),
+                       max_embedding_dim=4, dense_projection_dim=4, embedding_l2=0.0,
+                       batch_size=16, click_loss_weight=1.0, conversion_loss_weight=2.0, seed=0)
+
+
+@pytest.fixture
+def random_inputs():
+    """Factory: a dict of [batch] model inputs (ids within the vocabularies, floats ~ N(0, 1))."""
+    def make(batch: int = 16, seed: int = 0, vocab_sizes=None, dense_features=None):
+        vocab_sizes = TINY_VOCAB_SIZES if vocab_sizes is None else vocab_sizes
+        dense_features = TINY_DENSE_FEATURES if dense_features is None else dense_features
+        rng = np.random.default_rng(seed)
+        inputs = {name: rng.integers(0, size, batch).astype(np.int64)
+                  for name, size in vocab_sizes.items()}
+        inputs.update({name: rng.normal(size=batch).astype(np.float32)
+                       for name in dense_features})
+        return inputs
+    return make
+
+
+@pytest.fixture
+def tiny_model(tiny_config):
+    """An untrained model on the fake vocabularies, with fixed initial weights."""
+    import tensorflow as tf
+
+    from trainer.model import build_model
+
+    tf.keras.utils.set_random_seed(0)
+    return build_model(tiny_config, TINY_VOCAB_SIZES, TINY_DENSE_FEATURES)
+
+
+# --- One real tf.Transform run ------------------------------------------------------------------
+
+@pytest.fixture(scope='session')
+def raw_schema():
+    """schema/schema.pbtxt as a tensorflow_metadata Schema proto."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    return text_format.Parse(SCHEMA_PATH.read_text(), schema_pb2.Schema())
+
+
+@pytest.fixture(scope='session')
+def raw_feature_spec(raw_schema):
+    """The raw feature spec the Transform sees (item_hist_ctr is a VarLenFeature)."""
+    from tensorflow_transform.tf_metadata import schema_utils
+
+    return schema_utils.schema_as_feature_spec(raw_schema).feature_spec
+
+
+def to_instances(df, feature_spec):
+    """DataFrame rows -> tf.Transform instance dicts.
+
+    FixedLenFeatures of shape [1] get a one-element list; a VarLenFeature gets [] for a missing
+    (NaN) value, which is how CsvExampleGen encodes an empty CSV cell.
+    """
+    import tensorflow as tf
+
+    instances = []
+    for row in df.to_dict('records'):
+        instance = {}
+        for name, feature in feature_spec.items():
+            value = row[name]
+            if isinstance(feature, tf.io.VarLenFeature):
+                instance[name] = [] if isinstance(value, float) and math.isnan(value) else [value]
+            else:
+                instance[name] = [value]
+        instances.append(instance)
+    return instances
+
+
+def _jsonable(instance):
+    return json.dumps({name: np.asarray(value).tolist() for name, value in instance.items()})
+
+
+def _read_rows(prefix: Path):
+    with open(prefix) as f:
+        return [json.loads(line) for line in f]
+
+
+def _train_frame():
+    """50 simulated impressions with controlled user ids and a unique user_age per row.
+
+    The unique user_age is the row key: its z-score is monotonic, so Beam's output order does
+    not matter (rows are matched by sorting on user_age).
+    """
+    from simulator.funnel import simulate
+
+    df, _ = simulate(50, seed=1)
+    df['user_id'] = [user for user, n in TRAIN_USER_COUNTS.items() for _ in range(n)]
+    df['user_age'] = 20.0 + 0.5 * np.arange(len(df))
+    assert 0 < df['item_hist_ctr'].isna().sum() < len(df)
+    return df.sort_values('user_age').reset_index(drop=True)
+
+
+def _probe_frame():
+    """A few later impressions: known, rare and never-seen users; one missing item_hist_ctr."""
+    from simulator.funnel import simulate
+
+    df, _ = simulate(len(PROBE_USERS), seed=2)
+    df['user_id'] = list(PROBE_USERS)
+    df['user_age'] = 30.25 + np.arange(len(df))
+    df.loc[0, 'item_hist_ctr'] = np.nan
+    df.loc[1, 'item_hist_ctr'] = 0.05
+    return df.sort_values('user_age').reset_index(drop=True)
+
+
+def _sorted_by_age(rows):
+    return sorted(rows, key=lambda row: row['user_age'])
+
+
+@pytest.fixture(scope='session')
+def transform_run(tmp_path_factory, raw_schema, raw_feature_spec):
+    """The real preprocessing_fn run once with tft_beam over 50 simulated rows.
+
+    AnalyzeAndTransformDataset on the training rows, TransformDataset on the probe rows with the
+    fitted transform_fn, WriteTransformFn (plus the raw schema) to disk, laid out like TFX's
+    transform_graph artifact. Returns a namespace with the raw frames, the
+    transformed rows (aligned with the frames), the transform_fn dir and a TFTransformOutput.
+    """
+    import apache_beam as beam
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+
+    from trainer.preprocessing import preprocessing_fn
+
+    root = tmp_path_factory.mktemp('transform')
+    train_df, probe_df = _train_frame(), _probe_frame()
+    metadata = dataset_metadata.DatasetMetadata(raw_schema)
+    transform_fn_dir = root / 'transform_fn'
+    fn = functools.partial(preprocessing_fn, custom_config={'vocabulary': VOCABULARY})
+
+    with tft_beam.Context(temp_dir=str(root / 'tmp')):
+        with beam.Pipeline() as pipeline:
+            train = pipeline | 'Train' >> beam.Create(to_instances(train_df, raw_feature_spec))
+            probe = pipeline | 'Probe' >> beam.Create(to_instances(probe_df, raw_feature_spec))
+            (transformed, _), transform_fn = (
+                (train, metadata) | tft_beam.AnalyzeAndTransformDataset(fn))
+            transformed_probe, _ = (((probe, metadata), transform_fn)
+                                    | tft_beam.TransformDataset())
+            _ = transform_fn | tft_beam.WriteTransformFn(str(transform_fn_dir))
+            for label, rows in (('train', transformed), ('probe', transformed_probe)):
+                _ = (rows | f'Json{label}' >> beam.Map(_jsonable)
+                     | f'Write{label}' >> beam.io.WriteToText(str(root / label),
+                                                              shard_name_template=''))
+
+    # WriteTransformFn writes transform_fn/ and transformed_metadata/; TFX's Transform also
+    # writes the raw schema to metadata/, which raw_feature_spec() (the serving spec) reads.
+    metadata_io.write_metadata(
+        metadata, str(transform_fn_dir / tft.TFTransformOutput.RAW_METADATA_DIR))
+    train_rows, probe_rows = (_sorted_by_age(_read_rows(root / name)) for name in ('train', 'probe'))
+    assert len(train_rows) == len(train_df) and len(probe_rows) == len(probe_df)
+    return types.SimpleNamespace(
+        train_df=train_df, probe_df=probe_df, train_rows=train_rows, probe_rows=probe_rows,
+        transform_fn_dir=str(transform_fn_dir),
+        tft_output=tft.TFTransformOutput(str(transform_fn_dir)))
+
+
+@pytest.fixture(scope='session')
+def exported_model_dir(transform_run, tmp_path_factory) -> str:
+    """An untrained small model on the tiny Transform's vocabularies, exported for serving
+    (both signatures and the warmup requests) by trainer/export.py."""
+    import tensorflow as tf
+
+    from trainer.export import export_serving_model
+    from trainer.model import build_model
+    from trainer.train import model_inputs
+
+    config = ModelConfig(num_experts=2, expert_units=(8,), tower_units=(4,), max_embedding_dim=4,
+                         dense_projection_dim=4)
+    tf.keras.utils.set_random_seed(0)
+    model = build_model(config, *model_inputs(transform_run.tft_output))
+    export_dir = str(tmp_path_factory.mktemp('serving') / 'serving_model')
+    export_serving_model(model, transform_run.tft_output, export_dir)
+    return export_dir

@@ -1,0 +1,166 @@
+"""Tests of pipeline/config.py (FUNNEL_* overrides, validation) and pipeline/inputs.py."""
+
+import dataclasses
+import json
+
+import pytest
+
+from pipeline.config import (ConfigError, EvaluationConfig, KubeflowConfig, ModelConfig,
+                             PipelineConfig, VocabularyConfig, from_dict, load_config)
+from pipeline.inputs import InputDataError, check_input_files
+
+
+def test_defaults_are_valid():
+    """With no FUNNEL_* variables the defaults load and validate."""
+    assert load_config(env={}) == PipelineConfig()
+
+
+def test_environment_overrides_are_parsed_to_field_types():
+    """Ints, comma-separated tuples, bools and nested sections are parsed from strings."""
+    config = load_config(env={'FUNNEL_MODEL_TRAIN_STEPS': '7',
+                              'FUNNEL_MODEL_EXPERT_UNITS': '8,4',
+                              'FUNNEL_ENABLE_CACHE': 'false',
+                              'FUNNEL_MODEL_GATE_TEMPERATURE': '0.5',
+                              'FUNNEL_VOCABULARY_NUM_OOV_BUCKETS': '3',
+                              'FUNNEL_EVALUATION_SLICE_FEATURES': 'device, user_id',
+                              'FUNNEL_DATA_ROOT': '/data/logs',
+                              'UNRELATED_VARIABLE': 'ignored'})
+    assert config.model.train_steps == 7
+    assert config.model.expert_units == (8, 4)
+    assert config.enable_cache is False
+    assert config.model.gate_temperature == 0.5
+    assert config.vocabulary.num_oov_buckets == 3
+    assert config.evaluation.slice_features == ('device', 'user_id')
+    assert config.data_root == '/data/logs'
+    assert config.model.tower_units == ModelConfig().tower_units  # untouched fields keep defaults
+
+
+@pytest.mark.parametrize('text, value', [('true', True), ('1', True), ('YES', True),
+                                         ('False', False), ('0', False), ('no', False)])
+def test_bool_spellings(text, value):
+    """The usual true/false spellings are accepted, case-insensitively."""
+    assert load_config(env={'FUNNEL_ENABLE_CACHE': text}).enable_cache is value
+
+
+def test_overrides_argument_is_validated_too():
+    """Keyword overrides go through the same validation as environment values."""
+    assert load_config(env={}, data_format='tfrecord').data_format == 'tfrecord'
+    with pytest.raises(ConfigError, match='data_format') as error:
+        load_config(env={}, data_format='parquet')
+    assert 'parquet' in str(error.value)
+
+
+@pytest.mark.parametrize('name', ['FUNNEL_MODEL_TRAIN_STEP', 'FUNNEL_TRAIN_STEPS',
+                                  'FUNNEL_MODEL', 'FUNNEL_VOCABULARY_TOPK'])
+def test_unknown_variable_is_an_error(name):
+    """A misspelt FUNNEL_* variable is never silently ignored."""
+    with pytest.raises(ConfigError, match=name):
+        load_config(env={name: '1'})
+
+
+@pytest.mark.parametrize('name, text', [
+    ('FUNNEL_MODEL_TRAIN_STEPS', 'seven'),
+    ('FUNNEL_MODEL_TRAIN_STEPS', '7.5'),
+    ('FUNNEL_MODEL_EXPERT_UNITS', '8,x'),
+    ('FUNNEL_MODEL_LEARNING_RATE', 'fast'),
+    ('FUNNEL_ENABLE_CACHE', 'maybe'),
+    ('FUNNEL_VOCABULARY_TOP_K', ''),
+])
+def test_malformed_value_is_an_error_naming_the_variable(name, text):
+    """A value that does not parse as the field's type raises ConfigError naming the variable."""
+    with pytest.raises(ConfigError, match=name):
+        load_config(env={name: text})
+
+
+def _int_fields(cls, section=''):
+    """(section, field) of every int setting, top-level and in every section."""
+    for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(field.type):
+            yield from _int_fields(field.type, field.name)
+        elif field.type is int:
+            yield section, field.name
+
+
+_INT_FIELDS = list(_int_fields(PipelineConfig))
+
+
+@pytest.mark.parametrize('section, field', _INT_FIELDS)
+def test_negative_int_is_an_error_naming_the_variable(section, field):
+    """Every int setting rejects -1 at load time, with a message naming its FUNNEL_ variable."""
+    name = 'FUNNEL_' + (f'{section}_{field}' if section else field).upper()
+    with pytest.raises(ConfigError, match=name):
+        load_config(env={name: '-1'})
+
+
+@pytest.mark.parametrize('name, text', [
+    ('FUNNEL_MODEL_EXPERT_UNITS', ''), ('FUNNEL_MODEL_EXPERT_UNITS', '8,0'),
+    ('FUNNEL_MODEL_DROPOUT', '1.0'), ('FUNNEL_MODEL_GATE_TEMPERATURE', '0'),
+    ('FUNNEL_MODEL_LEARNING_RATE', 'nan'), ('FUNNEL_EVALUATION_MIN_CLICK_AUC', '1.5'),
+    ('FUNNEL_EVALUATION_MAX_AUC_REGRESSION', '-0.1'), ('FUNNEL_MODEL_ARCHITECTURE', 'mlp'),
+    ('FUNNEL_MODEL_LOSS', 'ESMM'), ('FUNNEL_MODEL_EMBEDDING_L2', '-1e-4'),
+    ('FUNNEL_DATA_FORMAT', 'parquet'),
+])
+def test_out_of_range_value_is_an_error_naming_the_variable(name, text):
+    """Values that parse but make no sense are rejected, naming the variable to fix."""
+    with pytest.raises(ConfigError, match=name):
+        load_config(env={name: text})
+
+
+@pytest.mark.parametrize('cls', [ModelConfig, VocabularyConfig, EvaluationConfig,
+                                 KubeflowConfig])
+def test_sections_survive_a_json_round_trip(cls):
+    """A section passed as a component's custom_config (JSON) comes back equal, tuples included."""
+    config = load_config(env={'FUNNEL_MODEL_EXPERT_UNITS': '8,4',
+                              'FUNNEL_MODEL_TOWER_UNITS': '5',
+                              'FUNNEL_MODEL_GATE_TEMPERATURE': '0.25',
+                              'FUNNEL_MODEL_ARCHITECTURE': 'ple'})
+    section = {ModelConfig: config.model, VocabularyConfig: config.vocabulary,
+               EvaluationConfig: config.evaluation, KubeflowConfig: config.kubeflow}[cls]
+    restored = from_dict(cls, json.loads(json.dumps(dataclasses.asdict(section))))
+    assert restored == section
+    assert hash(restored) == hash(section)
+
+
+# --- pipeline.inputs.check_input_files -------------------------------------------------------
+
+def test_missing_folder(tmp_path):
+    """A folder that does not exist is named in the error."""
+    missing = tmp_path / 'nope'
+    with pytest.raises(InputDataError, match=str(missing)):
+        check_input_files(str(missing), 'csv')
+
+
+def test_empty_folder(tmp_path):
+    """A folder without files (subfolders do not count) is named in the error."""
+    (tmp_path / 'subdir').mkdir()
+    with pytest.raises(InputDataError, match=str(tmp_path)):
+        check_input_files(str(tmp_path), 'csv')
+
+
+@pytest.mark.parametrize('data_format', ['csv', 'tfrecord'])
+def test_empty_file(tmp_path, data_format):
+    """A zero-byte input file is named in the error, whatever the format."""
+    (tmp_path / 'a.csv').write_text('user_id,click\nu1,0\n')
+    empty = tmp_path / 'b.data'
+    empty.write_bytes(b'')
+    with pytest.raises(InputDataError, match=str(empty)):
+        check_input_files(str(tmp_path), data_format)
+
+
+@pytest.mark.parametrize('content', ['user_id,click\n', 'user_id,click', 'user_id,click\n\n'])
+def test_header_only_csv(tmp_path, content):
+    """A CSV holding only its header (would train on nothing) is named in the error."""
+    path = tmp_path / 'impressions.csv'
+    path.write_text(content)
+    with pytest.raises(InputDataError, match=str(path)):
+        check_input_files(str(tmp_path), 'csv')
+
+
+def test_good_csv_files_are_listed(tmp_path):
+    """Valid inputs come back as the sorted list of files directly in the folder."""
+    for name in ('b.csv', 'a.csv'):
+        (tmp_path / name).write_text('user_id,click\nu1,0\n')
+    (tmp_path / 'nested').mkdir()
+    (tmp_path / 'nested' / 'c.csv').write_text('user_id,click\n')  # ignored: not read by ExampleGen
+    assert check_input_files(str(tmp_path), 'csv') == [str(tmp_path / 'a.csv'),
+                                                       str(tmp_path / 'b.csv')]

@@ -1,0 +1,333 @@
+"""Tests of the model family (trainer/model.py, trainer/layers.py) and the funnel losses and task
+weighting (trainer/losses.py): every architecture x loss on tiny sizes and random data."""
+
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import TINY_DENSE_FEATURES, TINY_VOCAB_SIZES
+from pipeline.config import ARCHITECTURES, LOSSES, ConfigError, ModelConfig, load_config
+from trainer import features, layers, losses
+from trainer.model import build_model
+
+BATCH = 32
+
+
+@pytest.fixture
+def family_config(tiny_config):
+    """Factory: the tiny config with the given architecture, loss and task weighting."""
+    def make(architecture='mmoe', loss='esmm', task_weighting='static', **changes):
+        return dataclasses.replace(tiny_config, architecture=architecture, loss=loss,
+                                   task_weighting=task_weighting, ple_levels=2,
+                                   experts_per_task=1, shared_experts=2, embedding_l2=0.0,
+                                   **changes)
+    return make
+
+
+def _build(config):
+    tf.keras.utils.set_random_seed(0)
+    return build_model(config, TINY_VOCAB_SIZES, TINY_DENSE_FEATURES)
+
+
+def _labels(batch=BATCH, seed=0):
+    """Funnel labels as [batch] float32: conversions only on clicks."""
+    rng = np.random.default_rng(seed)
+    click = (rng.random(batch) < 0.4).astype(np.float32)
+    conversion = click * (rng.random(batch) < 0.5).astype(np.float32)
+    assert 0 < conversion.sum() < click.sum() < batch
+    return {features.CLICK_LABEL: click, features.CONVERSION_LABEL: conversion}
+
+
+def _dataset(inputs, labels):
+    """One batch of (features, labels, sample weights), as trainer/train.py's input_fn yields."""
+    return tf.data.Dataset.from_tensors((inputs, *losses.labels_for_loss(labels)))
+
+
+def _compile(model, config, learning_rate=1e-3, run_eagerly=True):
+    """Compiles with the configured loss; eagerly by default, which is much faster for the
+    few steps of these tests than tracing the train and test functions."""
+    loss, loss_weights = losses.funnel_loss(config)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), loss=loss,
+                  loss_weights=loss_weights, run_eagerly=run_eagerly)
+    return model
+
+
+def _predict(model, inputs):
+    return {name: value.numpy() for name, value in model(inputs, training=False).items()}
+
+
+def _bce(labels, probabilities):
+    p = probabilities.astype(np.float64).reshape(-1)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+@pytest.mark.parametrize('architecture, loss', itertools.product(ARCHITECTURES, LOSSES))
+def test_outputs_are_named_funnel_probabilities(family_config, random_inputs, architecture,
+                                                loss):
+    """Every architecture x loss: the same named inputs and outputs, [batch, 1] probabilities.
+    With a product (esmm, naive) p_conversion = p_click * p_cvr <= p_click on every row; with
+    two direct towers (monotonic) nothing guarantees that, and p_cvr is the clipped ratio."""
+    model = _build(family_config(architecture, loss))
+    outputs = _predict(model, random_inputs(batch=BATCH, seed=1))
+    assert set(model.input_names) == set(TINY_VOCAB_SIZES) | set(TINY_DENSE_FEATURES)
+    assert set(outputs) == set(features.OUTPUTS)
+    for name, value in outputs.items():
+        assert value.shape == (BATCH, 1), name
+        assert ((value >= 0) & (value <= 1)).all(), name
+    p_click, p_cvr, p_conversion = (outputs[name] for name in (
+        features.P_CLICK, features.P_CVR, features.P_CONVERSION))
+    if loss == 'monotonic':
+        assert np.ptp(p_click) > 0 and np.ptp(p_conversion) > 0
+        np.testing.assert_allclose(p_cvr, np.clip(p_conversion / p_click, 0, 1), rtol=1e-5)
+    else:
+        assert np.ptp(p_click) > 0 and np.ptp(p_cvr) > 0
+        np.testing.assert_allclose(p_conversion, p_click * p_cvr, rtol=1e-6)
+        assert (p_conversion <= p_click).all()
+
+
+@pytest.mark.parametrize('architecture, loss, task_weighting', [
+    ('mmoe', 'esmm', 'static'), ('shared_bottom', 'naive', 'static'),
+    ('ple', 'monotonic', 'uncertainty'), ('single_task', 'naive', 'uncertainty')])
+def test_trained_model_reloads_with_same_predictions(tmp_path, family_config, random_inputs,
+                                                     architecture, loss, task_weighting):
+    """After a few training steps, model.save(save_format='tf') + load_model revive the model
+    (its class and custom layers, the learnt log-variances) with the same predictions."""
+    config = family_config(architecture, loss, task_weighting)
+    model = _compile(_build(config), config, learning_rate=0.05)
+    inputs = random_inputs(batch=BATCH, seed=2)
+    model.fit(_dataset(inputs, _labels()), epochs=3, verbose=0)
+    before = _predict(model, inputs)
+    model.save(str(tmp_path / 'model'), save_format='tf')
+    loaded = tf.keras.models.load_model(str(tmp_path / 'model'))
+    assert type(loaded) is type(model)
+    after = _predict(loaded, inputs)
+    for name in features.OUTPUTS:
+        np.testing.assert_allclose(after[name], before[name], rtol=1e-5, atol=1e-7)
+    if task_weighting == 'uncertainty':
+        assert loaded.task_weights() == pytest.approx(model.task_weights())
+        assert loaded.task_weights() != pytest.approx({name: 1.0 for name in loaded.task_outputs})
+
+
+def test_monotonicity_penalty_is_zero_only_when_the_funnel_order_holds():
+    """weight * mean(relu(p_conversion - p_click)): zero when p_conversion <= p_click on every
+    row, positive otherwise; p_conversion passes through unchanged."""
+    penalty = losses.MonotonicityPenalty(weight=3.0)
+    p_click = tf.constant([[0.5], [0.4], [0.2]])
+    ordered = tf.constant([[0.1], [0.4], [0.0]])
+    np.testing.assert_array_equal(penalty([p_click, ordered]), ordered)
+    assert float(tf.add_n(penalty.losses)) == 0.0
+    penalty([p_click, tf.constant([[0.6], [0.1], [0.5]])])
+    assert float(tf.add_n(penalty.losses)) == pytest.approx(3.0 * (0.1 + 0.3) / 3)
+
+
+def test_monotonic_loss_adds_the_penalty(family_config, random_inputs):
+    """With loss 'monotonic', the compiled loss is the two BCEs plus the model's penalty, which
+    is positive for an untrained model (its p_conversion exceeds p_click on some rows)."""
+    config = family_config('mmoe', 'monotonic', monotonic_penalty_weight=5.0)
+    model = _compile(_build(config), config)
+    inputs, labels = random_inputs(batch=BATCH, seed=3), _labels()
+    result = model.evaluate(_dataset(inputs, labels), verbose=0, return_dict=True)
+    outputs = _predict(model, inputs)
+    excess = outputs[features.P_CONVERSION] - outputs[features.P_CLICK]
+    assert (excess > 0).any()
+    expected = (config.click_loss_weight * _bce(labels['click'], outputs[features.P_CLICK])
+                + config.conversion_loss_weight * _bce(labels['conversion'],
+                                                       outputs[features.P_CONVERSION])
+                + 5.0 * np.maximum(excess, 0).mean())
+    assert result['loss'] == pytest.approx(expected, abs=1e-5)
+
+
+def test_naive_loss_ignores_conversions_of_unclicked_rows(family_config, random_inputs):
+    """The naive loss trains p_cvr on clicked rows only: a non-clicked row's conversion label
+    does not change the loss, a clicked row's does."""
+    config = family_config('mmoe', 'naive')
+    model = _compile(_build(config), config)
+    inputs, labels = random_inputs(batch=BATCH, seed=4), _labels()
+
+    def loss_with(conversion):
+        data = _dataset(inputs, {**labels, 'conversion': conversion})
+        return model.evaluate(data, verbose=0, return_dict=True)['loss']
+
+    clicked = labels['click'] == 1
+    unclicked_converted = np.where(clicked, labels['conversion'], 1.0).astype(np.float32)
+    clicked_flipped = np.where(clicked, 1 - labels['conversion'], 0.0).astype(np.float32)
+    assert loss_with(unclicked_converted) == pytest.approx(loss_with(labels['conversion']),
+                                                           abs=1e-6)
+    assert loss_with(clicked_flipped) != pytest.approx(loss_with(labels['conversion']),
+                                                       abs=1e-3)
+
+
+def test_uncertainty_weights_are_learnt(family_config, random_inputs, caplog):
+    """Uncertainty weighting: one trainable log-variance s_i per task output, 0 at first, moved
+    by training; loss = sum_i exp(-s_i) * L_i + s_i; fit logs the learnt weights exp(-s_i)."""
+    config = family_config('ple', 'esmm', 'uncertainty')
+    model = _compile(_build(config), config, learning_rate=0.05, run_eagerly=False)  # as in fit
+    assert isinstance(model, losses.UncertaintyWeightedModel)
+    log_variances = list(model.log_variances.values())
+    assert len(log_variances) == 2 and all(v.trainable for v in log_variances)
+    assert {id(v) for v in log_variances} <= {id(v) for v in model.trainable_variables}
+    assert model.task_weights() == {features.P_CLICK: 1.0, features.P_CONVERSION: 1.0}
+
+    inputs, labels = random_inputs(batch=BATCH, seed=5), _labels()
+    with caplog.at_level(logging.INFO):
+        model.fit(_dataset(inputs, labels), epochs=3, verbose=0)
+    assert all(abs(float(v)) > 1e-3 for v in log_variances)
+    assert 'Learnt task weights' in caplog.text and features.P_CONVERSION in caplog.text
+
+    result = model.evaluate(_dataset(inputs, labels), verbose=0, return_dict=True)
+    outputs = _predict(model, inputs)
+    task_losses = {features.P_CLICK: _bce(labels['click'], outputs[features.P_CLICK]),
+                   features.P_CONVERSION: _bce(labels['conversion'],
+                                               outputs[features.P_CONVERSION])}
+    expected = sum(np.exp(-float(model.log_variances[name])) * task_loss
+                   + float(model.log_variances[name]) for name, task_loss in task_losses.items())
+    assert result['loss'] == pytest.approx(expected, abs=1e-5)
+
+
+def _train_with_and_without_mirroring() -> dict:
+    """The same shared-bottom + naive + uncertainty model (with embedding L2) trained for a few
+    steps on one device and under MirroredStrategy on two logical CPUs; how far apart they end."""
+    cpu = tf.config.list_physical_devices('CPU')[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    config = ModelConfig(architecture='shared_bottom', loss='naive', task_weighting='uncertainty',
+                         expert_units=(8, 4), tower_units=(4,), max_embedding_dim=4,
+                         dense_projection_dim=4, embedding_l2=1e-3)
+    rng = np.random.default_rng(9)
+    inputs = {name: rng.integers(0, size, BATCH) for name, size in TINY_VOCAB_SIZES.items()}
+    inputs.update({name: rng.normal(size=BATCH).astype(np.float32)
+                   for name in TINY_DENSE_FEATURES})
+    models = {}
+    for name, strategy in (('default', tf.distribute.get_strategy()),
+                           ('mirrored', tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']))):
+        with strategy.scope():
+            models[name] = _compile(_build(config), config, learning_rate=0.05,
+                                    run_eagerly=False)
+        models[name].fit(_dataset(inputs, _labels()).repeat(3), verbose=0)
+    default, mirrored = models['default'], models['mirrored']
+    return {'replicas': mirrored.distribute_strategy.num_replicas_in_sync,
+            'task_weights': [default.task_weights(), mirrored.task_weights()],
+            'max_weight_difference': max(float(np.abs(a - b).max()) for a, b in zip(
+                default.get_weights(), mirrored.get_weights()))}
+
+
+def test_uncertainty_weighting_under_mirrored_strategy():
+    """Two replicas train exactly as one device: the per-replica losses (task losses weighted by
+    the log-variances, the naive loss's sample weights, the log-variance and L2 terms) are scaled
+    so that their all-reduced gradient is the single-device one. Runs in a fresh process, since
+    logical devices must be set before TensorFlow starts (see test_distributed_training.py)."""
+    result = subprocess.run([sys.executable, __file__], capture_output=True, text=True,
+                            timeout=600, env={**os.environ, 'TF_USE_LEGACY_KERAS': '1'})
+    assert result.returncode == 0, result.stderr[-4000:]
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found['replicas'] == 2
+    default, mirrored = found['task_weights']
+    assert default == pytest.approx(mirrored, abs=1e-5) and default[features.P_CVR] != 1.0
+    assert found['max_weight_difference'] < 1e-5
+
+
+def _gradients(model, inputs, output):
+    """Variable name -> gradient of sum(output) (None where the output does not depend on it)."""
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(model(inputs, training=True)[output])
+    variables = model.trainable_variables
+    return dict(zip((v.name for v in variables), tape.gradient(value, variables)))
+
+
+def _reaches(gradients, layer):
+    return any(gradients[v.name] is not None and np.abs(gradients[v.name].numpy()).sum() > 0
+               for v in layer.trainable_variables)
+
+
+def test_ple_gates_and_task_specific_experts(family_config, random_inputs):
+    """PLE: every gate gives softmax weights over its experts; at the last level a task's own
+    experts and gate are trained by that task alone, while below it the shared gate lets every
+    expert reach both tasks."""
+    model = _build(family_config('ple', 'esmm'))
+    first, last = model.get_layer('ple').levels
+    inputs = random_inputs(batch=BATCH, seed=7)
+    x = tf.keras.Model(model.inputs, model.get_layer('input_features').output)(inputs)
+    level_inputs = [x] * 3  # click, cvr, shared
+    # Task gates: own expert + 2 shared; the shared gate (not at the last level): all 4.
+    for level, experts in ((first, [3, 3, 4]), (last, [3, 3])):
+        gates = level.gate_weights(level_inputs)
+        assert [weights.shape for weights in gates] == [(BATCH, n) for n in experts]
+        for weights in gates:
+            assert (weights.numpy() >= 0).all()
+            np.testing.assert_allclose(weights.numpy().sum(axis=-1), 1.0, rtol=1e-6)
+        level_inputs = level(level_inputs)
+
+    for task, (own, other) in enumerate([(features.P_CLICK, features.P_CVR),
+                                         (features.P_CVR, features.P_CLICK)]):
+        gradients = _gradients(model, inputs, own)
+        for layer in last.task_expert_layers[task] + [last.task_gates[task]]:
+            assert _reaches(gradients, layer), (own, layer.name)
+        for layer in last.task_expert_layers[1 - task] + [last.task_gates[1 - task]]:
+            assert not _reaches(gradients, layer), (own, layer.name)
+        assert not _reaches(gradients, model.get_layer(other))
+        for layer in first.task_expert_layers[1 - task]:
+            assert _reaches(gradients, layer), (own, layer.name)
+
+
+def test_single_task_networks_share_nothing(family_config, random_inputs):
+    """single_task: each task has its own embeddings and bottom; p_click depends on no
+    parameter of the cvr network and p_cvr on none of the click network."""
+    model = _build(family_config('single_task', 'naive'))
+    for name in TINY_VOCAB_SIZES:
+        assert model.get_layer(f'click_{name}_embedding') is not model.get_layer(
+            f'cvr_{name}_embedding')
+    inputs = random_inputs(batch=BATCH, seed=8)
+    for own, other in (('click', 'cvr'), ('cvr', 'click')):
+        gradients = _gradients(model, inputs, f'p_{own}')
+        other_variables = [v.name for v in model.trainable_variables if v.name.startswith(other)]
+        assert other_variables and all(gradients[name] is None for name in other_variables)
+        assert all(gradients[v.name] is not None for v in model.trainable_variables
+                   if v.name.startswith(own))
+
+
+@pytest.mark.parametrize('cls, kwargs', [
+    (layers.Gate, {'num_experts': 4, 'temperature': 0.5}),
+    (layers.ExtractionLevel, {'num_tasks': 2, 'experts_per_task': 1, 'shared_experts': 2,
+                              'expert_units': [8, 4], 'gate_temperature': 0.7, 'dropout': 0.1,
+                              'shared_output': True}),
+    (layers.ProgressiveLayeredExtraction, {'num_levels': 2, 'num_tasks': 2,
+                                           'experts_per_task': 1, 'shared_experts': 2,
+                                           'expert_units': [8]}),
+    (layers.ConditionalRate, {}),
+    (losses.MonotonicityPenalty, {'weight': 2.0}),
+], ids=lambda value: getattr(value, '__name__', ''))
+def test_new_layers_config_round_trip(cls, kwargs):
+    """The new layers rebuild from their config (needed to reload a saved model)."""
+    layer = cls(**kwargs, name='layer')
+    assert cls.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_config_choices_are_validated():
+    """The defaults are today's model (MMoE, ESMM, static weights); a wrong choice names the
+    allowed values; the choices can be set from the environment."""
+    default = ModelConfig()
+    assert (default.architecture, default.loss, default.task_weighting) == (
+        'mmoe', 'esmm', 'static')
+    for field, value, allowed in (('architecture', 'moe', "'shared_bottom', 'ple'"),
+                                  ('loss', 'bce', "'esmm', 'naive', 'monotonic'"),
+                                  ('task_weighting', 'learnt', "'static', 'uncertainty'")):
+        with pytest.raises(ConfigError, match=f'model.{field}') as error:
+            dataclasses.replace(default, **{field: value}).validate()
+        assert allowed in str(error.value)
+    with pytest.raises(ConfigError, match='model.ple_levels'):
+        dataclasses.replace(default, ple_levels=0).validate()
+    config = load_config(env={'FUNNEL_MODEL_ARCHITECTURE': 'ple', 'FUNNEL_MODEL_LOSS': 'naive',
+                              'FUNNEL_MODEL_TASK_WEIGHTING': 'uncertainty'}).model
+    assert (config.architecture, config.loss, config.task_weighting) == (
+        'ple', 'naive', 'uncertainty')
+
+
+if __name__ == '__main__':
+    print(json.dumps(_train_with_and_without_mirroring()))
