@@ -9,6 +9,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components.anomalies_gate import AnomaliesGate
+from components.serving_contract import ServingContractCheck
 from pipeline.config import PipelineConfig
 from pipeline.eval_config import make_eval_config
 
@@ -33,7 +34,7 @@ def _schema_importer(config: PipelineConfig):
     ignored by a cached rerun. The Importer registers a new Schema artifact whenever the
     content hash changes, which re-runs validation and everything downstream.
     """
-    with open(config.schema_path, 'rb') as f:
+    with tfx.dsl.io.fileio.open(config.schema_path, 'rb') as f:  # local or object store
         digest = hashlib.sha256(f.read()).hexdigest()
     return tfx.dsl.Importer(
         source_uri=os.path.dirname(config.schema_path),
@@ -44,7 +45,10 @@ def _schema_importer(config: PipelineConfig):
 def create_pipeline(config: PipelineConfig,
                     metadata_connection_config: Optional[
                         metadata_store_pb2.ConnectionConfig] = None) -> tfx.dsl.Pipeline:
-    """ExampleGen -> statistics, schema, validation -> Transform -> Trainer -> Evaluator -> Pusher."""
+    """ExampleGen -> statistics, schema, validation -> Transform -> Trainer -> Evaluator -> Pusher.
+
+    The Pusher also needs the serving contract check's blessing (components/serving_contract.py).
+    """
     example_gen = _example_gen(config)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
     schema_importer = _schema_importer(config)
@@ -69,6 +73,8 @@ def create_pipeline(config: PipelineConfig,
         eval_args=tfx.proto.EvalArgs(num_steps=config.model.eval_steps),
         custom_config={'model': dataclasses.asdict(config.model)})
 
+    serving_contract = ServingContractCheck(model=trainer.outputs['model'])
+
     baseline_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -84,6 +90,7 @@ def create_pipeline(config: PipelineConfig,
     pusher = tfx.components.Pusher(
         model=trainer.outputs['model'],
         model_blessing=evaluator.outputs['blessing'],
+        infra_blessing=serving_contract.outputs['infra_blessing'],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=config.serving_model_dir)))
@@ -92,7 +99,8 @@ def create_pipeline(config: PipelineConfig,
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_importer, example_validator,
-                    anomalies_gate, transform, trainer, baseline_model, evaluator, pusher],
+                    anomalies_gate, transform, trainer, serving_contract, baseline_model,
+                    evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(config.beam_pipeline_args))

@@ -19,10 +19,10 @@ from trainer.export import RAW_SIGNATURE
 
 pytestmark = pytest.mark.slow
 
-ROWS = 10_000
+ROWS = 20_000
 EXPECTED_COMPONENTS = {'CsvExampleGen', 'StatisticsGen', 'schema_importer', 'ExampleValidator',
-                       'AnomaliesGate', 'Transform', 'Trainer', 'latest_blessed_model_resolver',
-                       'Evaluator', 'Pusher'}
+                       'AnomaliesGate', 'Transform', 'Trainer', 'ServingContractCheck',
+                       'latest_blessed_model_resolver', 'Evaluator', 'Pusher'}
 
 
 @pytest.fixture(scope='module')

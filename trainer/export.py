@@ -4,7 +4,8 @@
   tf.Example, and what TFMA's Evaluator calls).
 - `serving_raw`: one named tensor per raw feature (what a REST client sends as JSON
   `instances`). An optional dense feature that is missing is sent as NaN.
-Both return p_click, p_cvr and p_conversion as [batch] float32 tensors.
+Both return p_click, p_cvr and p_conversion as [batch] float32 tensors. TF Serving warmup
+requests for both signatures ship in `assets.extra/` (trainer/warmup.py).
 """
 
 from typing import Dict
@@ -12,9 +13,8 @@ from typing import Dict
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer import features
-
-RAW_SIGNATURE = 'serving_raw'
+from trainer import features, warmup
+from trainer.features import DEFAULT_SIGNATURE, EXAMPLES_INPUT, RAW_SIGNATURE
 
 
 def _serving_feature_spec(tft_output: tft.TFTransformOutput) -> Dict[str, tf.io.FixedLenFeature]:
@@ -47,7 +47,7 @@ def _to_raw_feature(value: tf.Tensor, feature) -> tf.Tensor:
 
 def export_serving_model(model: tf.keras.Model, tft_output: tft.TFTransformOutput,
                          export_dir: str) -> None:
-    """Saves `model` with the Transform graph attached and both serving signatures."""
+    """Saves `model` with the Transform graph attached, both serving signatures and warmup."""
     model.tft_layer = tft_output.transform_features_layer()  # tracked, so its assets are saved
     spec = _serving_feature_spec(tft_output)
 
@@ -56,7 +56,7 @@ def export_serving_model(model: tf.keras.Model, tft_output: tft.TFTransformOutpu
         outputs = model({name: transformed[name] for name in model.input_names})
         return {name: tf.reshape(value, [-1]) for name, value in outputs.items()}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def serve_tf_examples(serialized):
         return predict(tf.io.parse_example(serialized, spec))
 
@@ -65,6 +65,7 @@ def export_serving_model(model: tf.keras.Model, tft_output: tft.TFTransformOutpu
         return predict({name: _to_raw_feature(raw[name], spec[name]) for name in spec})
 
     model.save(export_dir, save_format='tf', signatures={
-        'serving_default': serve_tf_examples.get_concrete_function(),
+        DEFAULT_SIGNATURE: serve_tf_examples.get_concrete_function(),
         RAW_SIGNATURE: serve_raw.get_concrete_function(),
     })
+    warmup.write_warmup_requests(export_dir, tft_output, spec)

@@ -26,6 +26,11 @@ OUTPUTS = (P_CLICK, P_CVR, P_CONVERSION)
 # on clicked impressions only, by slicing the evaluation on click = 1.
 OUTPUT_LABELS = {P_CLICK: CLICK_LABEL, P_CONVERSION: CONVERSION_LABEL, P_CVR: CONVERSION_LABEL}
 
+# Serving signatures of the exported model (trainer/export.py), named for TF Serving clients.
+DEFAULT_SIGNATURE = 'serving_default'  # serialized tf.Examples under the input key EXAMPLES_INPUT
+EXAMPLES_INPUT = 'examples'
+RAW_SIGNATURE = 'serving_raw'          # one named tensor per raw feature
+
 MISSING_SUFFIX = '_missing'
 
 

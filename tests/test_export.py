@@ -1,0 +1,134 @@
+"""Tests of trainer/export.py: both serving signatures of a model exported with a real
+Transform graph, without any training (the Transform run and the export are conftest's
+transform_run and exported_model_dir)."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import features
+from trainer.export import RAW_SIGNATURE
+from trainer.train import model_inputs
+
+
+def _requests(transform_run):
+    """Raw serving rows (no labels): the probe rows, whose user_ids include a never-seen one
+    and whose item_hist_ctr is missing in one row, plus a few training rows."""
+    rows = [*transform_run.probe_df.to_dict('records'),
+            *transform_run.train_df.head(4).to_dict('records')]
+    for row in rows:
+        for label in features.LABELS:
+            del row[label]
+    assert any(math.isnan(row['item_hist_ctr']) for row in rows)
+    assert any(row['user_id'] == 'u_never_seen' for row in rows)
+    return rows
+
+
+def _tf_example(row) -> bytes:
+    """A serialized tf.Example; a missing item_hist_ctr is left out, as CsvExampleGen does."""
+    feature = {}
+    for name, value in row.items():
+        if isinstance(value, str):
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+        elif isinstance(value, (int, np.integer)):
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        elif not math.isnan(value):
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _raw_tensors(rows, raw_feature_spec):
+    """One [batch] tensor per raw feature, in the schema's dtype; NaN marks a missing float."""
+    return {name: tf.constant([row[name] for row in rows], dtype=raw_feature_spec[name].dtype)
+            for name in rows[0]}
+
+
+@pytest.fixture(scope='module')
+def loaded(exported_model_dir):
+    """The serving model exported by conftest's exported_model_dir (an untrained small model on
+    the tiny Transform's vocabularies, built with model_inputs + build_model and saved by
+    export_serving_model), loaded back as TF Serving would."""
+    return tf.saved_model.load(exported_model_dir)
+
+
+def test_model_inputs_follow_the_transform(transform_run):
+    """Vocabulary sizes include the OOV buckets; float inputs are the dense features and the
+    missing indicator, without the labels."""
+    vocab_sizes, dense = model_inputs(transform_run.tft_output)
+    assert set(vocab_sizes) == set(features.CATEGORICAL_FEATURES)
+    for name, size in vocab_sizes.items():
+        assert size == transform_run.tft_output.num_buckets_for_transformed_feature(name)
+    assert dense == sorted([*features.DENSE_FEATURES, 'item_hist_ctr_missing'])
+
+
+def _check_outputs(outputs, batch):
+    assert set(outputs) == set(features.OUTPUTS)
+    values = {name: value.numpy() for name, value in outputs.items()}
+    for name, value in values.items():
+        assert value.shape == (batch,) and value.dtype == np.float32, name
+        assert ((value >= 0) & (value <= 1)).all(), name
+    assert (values[features.P_CONVERSION] <= values[features.P_CLICK]).all()
+    np.testing.assert_allclose(values[features.P_CONVERSION],
+                               values[features.P_CLICK] * values[features.P_CVR], rtol=1e-6)
+    return values
+
+
+def test_exported_signatures(loaded):
+    """The export has exactly the two documented signatures, with their input names."""
+    assert set(loaded.signatures) == {'serving_default', RAW_SIGNATURE}
+    _, kwargs = loaded.signatures['serving_default'].structured_input_signature
+    assert set(kwargs) == {'examples'}
+    _, kwargs = loaded.signatures[RAW_SIGNATURE].structured_input_signature
+    assert set(kwargs) == set(features.CATEGORICAL_FEATURES) | set(features.DENSE_FEATURES)
+
+
+def test_serving_default_takes_tf_examples_without_labels(loaded, transform_run):
+    """serving_default parses serialized raw tf.Examples (no labels) into three [batch] outputs."""
+    rows = _requests(transform_run)
+    outputs = loaded.signatures['serving_default'](
+        examples=tf.constant([_tf_example(row) for row in rows]))
+    _check_outputs(outputs, len(rows))
+
+
+def test_both_signatures_agree(loaded, transform_run, raw_feature_spec):
+    """serving_raw (named tensors, NaN for missing, an unseen user) gives the same values as
+    serving_default on the same rows."""
+    rows = _requests(transform_run)
+    raw = loaded.signatures[RAW_SIGNATURE](**_raw_tensors(rows, raw_feature_spec))
+    from_examples = loaded.signatures['serving_default'](
+        examples=tf.constant([_tf_example(row) for row in rows]))
+    raw, from_examples = _check_outputs(raw, len(rows)), _check_outputs(from_examples, len(rows))
+    for name in features.OUTPUTS:
+        np.testing.assert_allclose(raw[name], from_examples[name], rtol=1e-6, atol=1e-7)
+    assert np.ptp(raw[features.P_CLICK]) > 0  # rows differ, so agreement is not trivial
+
+
+def test_serving_matches_the_beam_transform(loaded, exported_model_dir, transform_run,
+                                            raw_feature_spec):
+    """No training/serving skew: serving the raw rows equals running the (reloaded Keras)
+    model on the rows transformed by tft_beam (imputed item_hist_ctr and OOV user included)."""
+    model = tf.keras.models.load_model(exported_model_dir)
+    rows = [{k: v for k, v in row.items() if k not in features.LABELS}
+            for row in transform_run.probe_df.to_dict('records')]
+    served = loaded.signatures[RAW_SIGNATURE](**_raw_tensors(rows, raw_feature_spec))
+    transformed = {name: tf.constant([row[name] for row in transform_run.probe_rows],
+                                     dtype=tf.int64 if name in features.CATEGORICAL_FEATURES
+                                     else tf.float32)
+                   for name in model.input_names}
+    direct = model(transformed, training=False)
+    for name in features.OUTPUTS:
+        np.testing.assert_allclose(served[name].numpy(), tf.reshape(direct[name], [-1]).numpy(),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_missing_value_differs_from_present_value(loaded, transform_run, raw_feature_spec):
+    """NaN in serving_raw really means "missing": it is not silently read as a number."""
+    row = {k: v for k, v in transform_run.probe_df.to_dict('records')[1].items()
+           if k not in features.LABELS}
+    missing, present = dict(row, item_hist_ctr=float('nan')), dict(row, item_hist_ctr=0.05)
+    outputs = loaded.signatures[RAW_SIGNATURE](
+        **_raw_tensors([missing, present], raw_feature_spec))
+    p_click = outputs[features.P_CLICK].numpy()
+    assert not np.isnan(p_click).any() and p_click[0] != p_click[1]
