@@ -1,6 +1,6 @@
 """Compiles the pipeline for Kubeflow Pipelines: a KFP v2 pipeline spec (JSON), no cluster needed.
 
-    python -m kubeflow.runner --output kubeflow/build/funnel_mmoe.json
+    python -m kubeflow.runner --output kubeflow/build/funnel-mmoe.json
 
 The graph is pipeline/graph.py's, unchanged; only the settings differ, all from the `kubeflow`
 section of pipeline/config.py (FUNNEL_KUBEFLOW_* variables): the image every step runs in,
@@ -60,7 +60,6 @@ def kubeflow_pipeline(config: config_lib.PipelineConfig) -> tfx.dsl.Pipeline:
     kubeflow = config.kubeflow
     config = dataclasses.replace(
         config,
-        pipeline_name=config.pipeline_name.replace('_', '-'),  # KFP v2 allows [a-z0-9-] only
         output_root=kubeflow.output_root,
         beam_pipeline_args=kubeflow.beam_pipeline_args)
     config = dataclasses.replace(

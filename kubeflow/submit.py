@@ -1,6 +1,6 @@
 """Submits the compiled pipeline to Kubeflow Pipelines: one run now, or a recurring (cron) run.
 
-    python -m kubeflow.submit --endpoint http://kfp:8888 --spec kubeflow/build/funnel_mmoe.json
+    python -m kubeflow.submit --endpoint http://kfp:8888 --spec kubeflow/build/funnel-mmoe.json
     python -m kubeflow.submit --endpoint ... --spec ... --cron '0 0 2 * * *'  # daily, 02:00 UTC
 
 It talks to the KFP v2beta1 REST API with the standard library: the `kfp` 2.x SDK does not fit

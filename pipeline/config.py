@@ -13,6 +13,7 @@ silently ignored.
 
 import dataclasses
 import os
+import re
 import typing
 from typing import Mapping, Optional, Tuple
 
@@ -148,7 +149,7 @@ class KubeflowConfig:
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything one pipeline run needs; paths are derived from output_root."""
-    pipeline_name: str = 'funnel_mmoe'
+    pipeline_name: str = 'funnel-mmoe'      # also the TF Serving model name
     data_root: str = os.path.join(REPO_ROOT, 'data', 'simulated', 'examples')
     data_format: str = 'csv'           # 'csv' or 'tfrecord' (serialized tf.Examples)
     output_root: str = os.path.join(REPO_ROOT, 'outputs')
@@ -183,8 +184,10 @@ class PipelineConfig:
     def validate(self) -> 'PipelineConfig':
         _require(self.data_format in ('csv', 'tfrecord'), 'data_format', self.data_format,
                  "must be 'csv' or 'tfrecord'")
-        _require(bool(self.pipeline_name), 'pipeline_name', self.pipeline_name,
-                 'must not be empty')
+        _require(re.fullmatch(r'[a-z0-9]+(-[a-z0-9]+)*', self.pipeline_name) is not None,
+                 'pipeline_name', self.pipeline_name,
+                 'must be lowercase letters, digits and single dashes (a Kubeflow name; it also '
+                 'names the TF Serving model)')
         for name in ('train_hash_buckets', 'eval_hash_buckets'):
             _require(getattr(self, name) > 0, name, getattr(self, name), 'must be > 0')
         self.vocabulary.validate()

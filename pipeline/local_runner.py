@@ -2,7 +2,7 @@
 
     python -m pipeline.local_runner            (what `make run` calls)
     tfx pipeline create --engine=local --pipeline_path=pipeline/local_runner.py
-    tfx run create --engine=local --pipeline_name=funnel_mmoe
+    tfx run create --engine=local --pipeline_name=funnel-mmoe
 
 Settings come from pipeline/config.py and FUNNEL_* environment variables.
 """

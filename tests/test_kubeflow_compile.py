@@ -31,7 +31,7 @@ def compiled(tmp_path_factory):
         'FUNNEL_KUBEFLOW_TRAINER_CPU_LIMIT': '6',
         'FUNNEL_KUBEFLOW_TRAINER_MEMORY_LIMIT_GB': '20',
     })
-    output = root / 'build' / 'funnel_mmoe.json'
+    output = root / 'build' / 'funnel-mmoe.json'
     runner.compile_pipeline(config, str(output))
     return config, json.loads(output.read_text())
 

@@ -63,7 +63,7 @@ def kfp_api():
 
 @pytest.fixture
 def spec_file(tmp_path):
-    path = tmp_path / 'funnel_mmoe.json'
+    path = tmp_path / 'funnel-mmoe.json'
     path.write_text(json.dumps(JOB))
     return path
 

@@ -1,6 +1,6 @@
 """The requests a client sends to the TF Serving Deployment of this folder (see the README).
 
-REST (port 8501): POST /v1/models/funnel_mmoe:predict with the body `rest_predict_body(rows)`,
+REST (port 8501): POST /v1/models/funnel-mmoe:predict with the body `rest_predict_body(rows)`,
 raw features in TF Serving's row format on the `serving_raw` signature.
 gRPC (port 8500): PredictionService.Predict with `grpc_predict_request(rows)`, the rows as
 serialized tf.Examples on `serving_default`.
