@@ -15,7 +15,8 @@ from pipeline import local_runner, summary
 from pipeline.config import EvaluationConfig, ModelConfig, load_config
 from simulator.funnel import simulate, write_dataset
 from trainer import features
-from trainer.export import RAW_SIGNATURE
+from trainer.features import RAW_SIGNATURE
+from trainer.warmup import serialize_example
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +84,7 @@ def test_pushed_model_serves_both_signatures(pipeline_config, first_run):
     examples, _ = simulate(64, seed=99)  # fresh rows: ids the model may never have seen
     raw = examples.drop(columns=list(features.LABELS))
 
-    serialized = [_to_tf_example(row).SerializeToString() for row in raw.to_dict('records')]
+    serialized = [serialize_example(row) for row in raw.to_dict('records')]
     from_examples = model.signatures['serving_default'](examples=tf.constant(serialized))
     from_raw = model.signatures[RAW_SIGNATURE](**{
         name: tf.constant(raw[name].to_numpy(
@@ -109,15 +110,3 @@ def test_unchanged_rerun_reuses_cache_and_compares_with_baseline(second_run):
     # The same model against itself: the baseline's AUC is the candidate's.
     click = second_run['tasks']['click']
     assert click['baseline_auc'] == pytest.approx(click['auc'], abs=1e-6)
-
-
-def _to_tf_example(row) -> tf.train.Example:
-    feature = {}
-    for name, value in row.items():
-        if isinstance(value, str):
-            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-        elif isinstance(value, (int, np.integer)):
-            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-        elif not np.isnan(value):  # a missing optional value is an absent feature
-            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-    return tf.train.Example(features=tf.train.Features(feature=feature))

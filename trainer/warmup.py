@@ -12,6 +12,7 @@ optional dense values are missing.
 """
 
 import math
+import numbers
 import os
 from typing import Dict, List
 
@@ -69,7 +70,7 @@ def serialize_example(row: Dict) -> bytes:
     for name, value in row.items():
         if isinstance(value, str):
             feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-        elif isinstance(value, int):
+        elif isinstance(value, numbers.Integral):  # Python or numpy ints
             feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
         elif not math.isnan(value):
             feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
