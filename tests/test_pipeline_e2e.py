@@ -5,6 +5,8 @@ reuse the cached steps and evaluate against the model the first one blessed.
 """
 
 import os
+import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -38,16 +40,26 @@ def pipeline_config(tmp_path_factory):
         evaluation=EvaluationConfig(min_conversion_auc=0.0, min_cvr_auc=0.0))
 
 
+def _run(config):
+    """Runs the pipeline in this process and summarises it.
+
+    TFX's Beam components parse sys.argv with absl flags; pytest's own arguments must not reach
+    them (`pytest -v` would be read as absl's --verbosity), so they see a bare command line, as
+    under `python -m pipeline.local_runner`.
+    """
+    with mock.patch.object(sys, 'argv', sys.argv[:1]):
+        local_runner.run(config)
+    return summary.summarize(config)
+
+
 @pytest.fixture(scope='module')
 def first_run(pipeline_config):
-    local_runner.run(pipeline_config)
-    return summary.summarize(pipeline_config)
+    return _run(pipeline_config)
 
 
 @pytest.fixture(scope='module')
 def second_run(pipeline_config, first_run):
-    local_runner.run(pipeline_config)
-    return summary.summarize(pipeline_config)
+    return _run(pipeline_config)
 
 
 def _pushed_versions(config):
