@@ -36,11 +36,12 @@ def component_times(store: metadata_store.MetadataStore) -> List[Dict]:
     if not runs:
         return []
     latest_run = max(runs, key=lambda c: c.create_time_since_epoch)
+    node_type_id = store.get_context_type('node').id
     rows = []
     for execution in sorted(store.get_executions_by_context(latest_run.id),
                             key=lambda e: e.create_time_since_epoch):
         nodes = [c.name.split('.', 1)[-1] for c in store.get_contexts_by_execution(execution.id)
-                 if c.type_id == store.get_context_type('node').id]
+                 if c.type_id == node_type_id]
         rows.append({
             'component': nodes[0] if nodes else execution.type,
             'state': metadata_store_pb2.Execution.State.Name(execution.last_known_state),
