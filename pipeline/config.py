@@ -17,6 +17,9 @@ import re
 import typing
 from typing import Mapping, Optional, Tuple
 
+from trainer import features
+
+SPAN = '{SPAN}'  # TFX ExampleGen's span placeholder
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV_PREFIX = 'FUNNEL_'
 
@@ -67,6 +70,7 @@ class ModelConfig:
     eval_steps: int = 50               # batches of the eval split per validation
     steps_per_validation: int = 250    # early stopping checks the eval loss this often
     early_stopping_patience: int = 2   # validations without improvement before stopping
+    warm_start: bool = False           # start from the latest blessed model where it fits
     loss: str = 'esmm'                 # one of LOSSES
     monotonic_penalty_weight: float = 1.0  # loss 'monotonic': weight of the funnel-order penalty
     task_weighting: str = 'static'     # one of TASK_WEIGHTINGS; 'static' uses the weights below
@@ -101,8 +105,8 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationConfig:
-    """TFMA slicing and the blessing rule: an AUC floor per task, no regression vs baseline."""
-    slice_features: Tuple[str, ...] = ('device', 'ad_position')
+    """The blessing rule: an AUC floor per task, no regression vs baseline (the slices are the
+    feature spec's)."""
     min_click_auc: float = 0.55        # p_click on all impressions
     min_conversion_auc: float = 0.55   # p_conversion on all impressions
     min_cvr_auc: float = 0.52          # p_cvr on clicked impressions
@@ -152,6 +156,12 @@ class PipelineConfig:
     pipeline_name: str = 'funnel-mmoe'      # also the TF Serving model name
     data_root: str = os.path.join(REPO_ROOT, 'data', 'simulated', 'examples')
     data_format: str = 'csv'           # 'csv' or 'tfrecord' (serialized tf.Examples)
+    # Which columns are ids, dense values and labels, and the Evaluator's slices (YAML).
+    feature_spec_path: str = os.path.join(REPO_ROOT, 'simulator', 'feature_spec.yaml')
+    # Daily data: the sub-folder of one span under data_root, e.g. 'span-{SPAN}' (TFX's {SPAN}
+    # is a number). Empty: every file directly in data_root is one data set.
+    span_folder: str = ''
+    train_window_spans: int = 1        # with span_folder: train on the latest this many spans
     output_root: str = os.path.join(REPO_ROOT, 'outputs')
     schema_path: str = os.path.join(REPO_ROOT, 'schema', 'schema.pbtxt')
     train_hash_buckets: int = 4        # train:eval split of the input by hash, 4:1
@@ -181,7 +191,19 @@ class PipelineConfig:
     def module_file(self) -> str:
         return os.path.join(REPO_ROOT, 'trainer', 'module.py')
 
+    def feature_spec(self) -> features.FeatureSpec:
+        """The parsed feature spec; raises features.FeatureSpecError naming any problem."""
+        return features.load_feature_spec(self.feature_spec_path)
+
     def validate(self) -> 'PipelineConfig':
+        _require(not self.span_folder or (SPAN in self.span_folder and '/' not in self.span_folder
+                                          and '*' not in self.span_folder),
+                 'span_folder', self.span_folder,
+                 f"must be empty or one folder name holding {SPAN}, e.g. 'span-{SPAN}'")
+        _require(self.train_window_spans >= 1, 'train_window_spans', self.train_window_spans,
+                 'must be >= 1')
+        _require(self.train_window_spans == 1 or bool(self.span_folder), 'train_window_spans',
+                 self.train_window_spans, 'needs span_folder (daily data laid out by span)')
         _require(self.data_format in ('csv', 'tfrecord'), 'data_format', self.data_format,
                  "must be 'csv' or 'tfrecord'")
         _require(re.fullmatch(r'[a-z0-9]+(-[a-z0-9]+)*', self.pipeline_name) is not None,
@@ -190,6 +212,7 @@ class PipelineConfig:
                  'names the TF Serving model)')
         for name in ('train_hash_buckets', 'eval_hash_buckets'):
             _require(getattr(self, name) > 0, name, getattr(self, name), 'must be > 0')
+        self.feature_spec()
         self.vocabulary.validate()
         self.model.validate()
         self.evaluation.validate()

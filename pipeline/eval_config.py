@@ -2,7 +2,8 @@
 
 Metrics per task: AUC, log loss, calibration (mean prediction / mean label), mean prediction,
 mean label and example count. p_click and p_conversion are scored on all impressions, p_cvr on
-clicked impressions (the slice click = 1). Blessing thresholds apply only to the slice each task
+clicked impressions (the slice click = 1).
+The label columns and the extra slices come from the feature spec (trainer/features.py). Blessing thresholds apply only to the slice each task
 is judged on: a small slice without positives has an undefined AUC and must not block a push.
 """
 
@@ -11,7 +12,6 @@ import tensorflow_model_analysis as tfma
 from pipeline.config import EvaluationConfig
 from trainer import features
 
-CLICKED_SLICE = tfma.SlicingSpec(feature_values={features.CLICK_LABEL: '1'})
 OVERALL_SLICE = tfma.SlicingSpec()
 
 
@@ -34,15 +34,19 @@ def _task_metrics(output: str, min_auc: float, judged_on: tfma.SlicingSpec,
     ])
 
 
-def make_eval_config(config: EvaluationConfig) -> tfma.EvalConfig:
+def make_eval_config(config: EvaluationConfig, spec: features.FeatureSpec) -> tfma.EvalConfig:
+    """Label keys and slices follow the feature spec's raw column names."""
+    clicked_slice = tfma.SlicingSpec(feature_values={spec.click_label: '1'})
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name='serving_default',
-                                    label_keys=dict(features.OUTPUT_LABELS))],
-        slicing_specs=[OVERALL_SLICE, CLICKED_SLICE] + [
-            tfma.SlicingSpec(feature_keys=[name]) for name in config.slice_features],
+        model_specs=[tfma.ModelSpec(
+            signature_name=features.DEFAULT_SIGNATURE,
+            label_keys={output: spec.raw_labels[label]
+                        for output, label in features.OUTPUT_LABELS.items()})],
+        slicing_specs=[OVERALL_SLICE, clicked_slice] + [
+            tfma.SlicingSpec(feature_keys=[name]) for name in spec.slices],
         metrics_specs=[
             _task_metrics(features.P_CLICK, config.min_click_auc, OVERALL_SLICE, config),
             _task_metrics(features.P_CONVERSION, config.min_conversion_auc, OVERALL_SLICE,
                           config),
-            _task_metrics(features.P_CVR, config.min_cvr_auc, CLICKED_SLICE, config),
+            _task_metrics(features.P_CVR, config.min_cvr_auc, clicked_slice, config),
         ])

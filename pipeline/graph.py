@@ -14,17 +14,41 @@ from pipeline.config import PipelineConfig
 from pipeline.eval_config import make_eval_config
 
 
-def _example_gen(config: PipelineConfig):
-    """Reads the input folder (CSV or TFRecord of tf.Examples), split train:eval by hash."""
+def _example_gen(config: PipelineConfig, span: Optional[int] = None):
+    """Reads the input folder (CSV or TFRecord of tf.Examples), split train:eval by hash.
+
+    With daily data (config.span_folder) it reads one span: `span`, or else the latest one.
+    """
     output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
         tfx.proto.SplitConfig.Split(name='train', hash_buckets=config.train_hash_buckets),
         tfx.proto.SplitConfig.Split(name='eval', hash_buckets=config.eval_hash_buckets),
     ]))
+    pattern = f'{config.span_folder}/*' if config.span_folder else '*'
+    kwargs = dict(input_base=config.data_root, output_config=output_config,
+                  input_config=tfx.proto.Input(splits=[
+                      tfx.proto.Input.Split(name='single_split', pattern=pattern)]))
+    if span is not None:
+        kwargs['range_config'] = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
+            start_span_number=span, end_span_number=span))
     if config.data_format == 'csv':
-        return tfx.components.CsvExampleGen(input_base=config.data_root,
-                                            output_config=output_config)
-    return tfx.components.ImportExampleGen(input_base=config.data_root,
-                                           output_config=output_config)
+        return tfx.components.CsvExampleGen(**kwargs)
+    return tfx.components.ImportExampleGen(**kwargs)
+
+
+def _span_window(config: PipelineConfig, example_gen) -> Optional[tfx.dsl.Resolver]:
+    """With a training window of several spans, a resolver of the latest `train_window_spans`
+    spans ingested so far (this run's included); None when training on this run's data only."""
+    if config.train_window_spans == 1:
+        return None
+    window = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+        config={'range_config': tfx.proto.RangeConfig(rolling_range=tfx.proto.RollingRange(
+            num_spans=config.train_window_spans))},
+        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                 producer_component_id=example_gen.id, output_key='examples'),
+    ).with_id('span_window_resolver')
+    window.add_upstream_node(example_gen)  # resolve after this run's span is ingested
+    return window
 
 
 def _schema_importer(config: PipelineConfig):
@@ -42,38 +66,59 @@ def _schema_importer(config: PipelineConfig):
         custom_properties={'sha256': digest}).with_id('schema_importer')
 
 
-def create_pipeline(config: PipelineConfig,
-                    metadata_connection_config: Optional[
-                        metadata_store_pb2.ConnectionConfig] = None) -> tfx.dsl.Pipeline:
-    """ExampleGen -> statistics, schema, validation -> Transform -> Trainer -> Evaluator -> Pusher.
-
-    The Pusher also needs the serving contract check's blessing (components/serving_contract.py).
-    """
-    example_gen = _example_gen(config)
+def _ingest_and_validate(config: PipelineConfig, span: Optional[int] = None) -> list:
+    """ExampleGen -> StatisticsGen -> ExampleValidator (against the imported schema) -> gate."""
+    example_gen = _example_gen(config, span)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
     schema_importer = _schema_importer(config)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs['statistics'],
         schema=schema_importer.outputs['result'])
     anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
+    return [example_gen, statistics_gen, schema_importer, example_validator, anomalies_gate]
+
+
+def _pipeline(config: PipelineConfig, components: list,
+              metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig]):
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=components,
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_pipeline_args))
+
+
+def create_ingest_pipeline(config: PipelineConfig, span: int,
+                           metadata_connection_config: Optional[
+                               metadata_store_pb2.ConnectionConfig] = None) -> tfx.dsl.Pipeline:
+    """Ingests and validates one earlier span (daily data), so that the training window of the
+    next full run finds it in ML Metadata. Same pipeline name and component ids as
+    create_pipeline; a span ingested before is a cache hit."""
+    return _pipeline(config, _ingest_and_validate(config, span), metadata_connection_config)
+
+
+def create_pipeline(config: PipelineConfig,
+                    metadata_connection_config: Optional[
+                        metadata_store_pb2.ConnectionConfig] = None) -> tfx.dsl.Pipeline:
+    """ExampleGen -> statistics, schema, validation -> Transform -> Trainer -> Evaluator -> Pusher.
+
+    The Pusher also needs the serving contract check's blessing (components/serving_contract.py).
+    With daily data, Transform and Trainer see the latest `train_window_spans` spans and the
+    Evaluator the latest span.
+    """
+    spec = config.feature_spec()
+    ingest = _ingest_and_validate(config)
+    example_gen, schema_importer, anomalies_gate = ingest[0], ingest[2], ingest[-1]
+    span_window = _span_window(config, example_gen)
 
     transform = tfx.components.Transform(
-        examples=example_gen.outputs['examples'],
+        examples=(span_window or example_gen).outputs['examples'],
         schema=schema_importer.outputs['result'],
         module_file=config.module_file,
-        custom_config={'vocabulary': dataclasses.asdict(config.vocabulary)})
+        custom_config={'vocabulary': dataclasses.asdict(config.vocabulary),
+                       'features': spec.to_dict()})
     transform.add_upstream_node(anomalies_gate)
-
-    trainer = tfx.components.Trainer(
-        module_file=config.module_file,
-        examples=transform.outputs['transformed_examples'],
-        transform_graph=transform.outputs['transform_graph'],
-        schema=schema_importer.outputs['result'],
-        train_args=tfx.proto.TrainArgs(num_steps=config.model.train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=config.model.eval_steps),
-        custom_config={'model': dataclasses.asdict(config.model)})
-
-    serving_contract = ServingContractCheck(model=trainer.outputs['model'])
 
     baseline_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -81,11 +126,24 @@ def create_pipeline(config: PipelineConfig,
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id('latest_blessed_model_resolver')
 
+    trainer = tfx.components.Trainer(
+        module_file=config.module_file,
+        examples=transform.outputs['transformed_examples'],
+        transform_graph=transform.outputs['transform_graph'],
+        schema=schema_importer.outputs['result'],
+        # Only when warm starting: a new blessed model would otherwise void the Trainer's cache.
+        base_model=baseline_model.outputs['model'] if config.model.warm_start else None,
+        train_args=tfx.proto.TrainArgs(num_steps=config.model.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.model.eval_steps),
+        custom_config={'model': dataclasses.asdict(config.model), 'features': spec.to_dict()})
+
+    serving_contract = ServingContractCheck(model=trainer.outputs['model'])
+
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs['examples'],
         model=trainer.outputs['model'],
         baseline_model=baseline_model.outputs['model'],
-        eval_config=make_eval_config(config.evaluation))
+        eval_config=make_eval_config(config.evaluation, spec))
 
     pusher = tfx.components.Pusher(
         model=trainer.outputs['model'],
@@ -95,12 +153,7 @@ def create_pipeline(config: PipelineConfig,
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=config.serving_model_dir)))
 
-    return tfx.dsl.Pipeline(
-        pipeline_name=config.pipeline_name,
-        pipeline_root=config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_importer, example_validator,
-                    anomalies_gate, transform, trainer, serving_contract, baseline_model,
-                    evaluator, pusher],
-        enable_cache=config.enable_cache,
-        metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(config.beam_pipeline_args))
+    return _pipeline(
+        config, ingest + ([span_window] if span_window else []) + [
+            transform, baseline_model, trainer, serving_contract, evaluator, pusher],
+        metadata_connection_config)

@@ -15,18 +15,31 @@ from tfx import v1 as tfx
 from components.anomalies_gate import DataAnomaliesError
 from pipeline import config as config_lib
 from pipeline import inputs, run_log
-from pipeline.graph import create_pipeline
+from pipeline.graph import create_ingest_pipeline, create_pipeline
+from trainer import features
 
 
 def run(config: config_lib.PipelineConfig) -> None:
-    """Checks the inputs, then runs every component in order; raises if one fails."""
-    files = inputs.check_input_files(config.data_root, config.data_format)
-    logging.info('Pipeline %s: %d input file(s) in %s; outputs under %s; pushes to %s.',
-                 config.pipeline_name, len(files), config.data_root, config.pipeline_root,
-                 config.serving_model_dir)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(
-        config, tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path)))
+    """Checks the inputs, then runs every component in order; raises if one fails.
+
+    With daily data, the earlier spans of the training window are ingested first (each once:
+    a span ingested by an earlier run is a cache hit), then the full run reads the latest span.
+    """
+    inputs.check_spec_in_schema(config.feature_spec(), config.schema_path)
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    folders = {None: config.data_root}
+    if config.span_folder:
+        spans = inputs.find_spans(config.data_root, config.span_folder)
+        folders = {span: spans[span] for span in list(spans)[-config.train_window_spans:]}
+    files = [f for folder in folders.values()
+             for f in inputs.check_input_files(folder, config.data_format)]
+    logging.info('Pipeline %s: %d input file(s) in %s (spans: %s); outputs under %s; pushes '
+                 'to %s.', config.pipeline_name, len(files), config.data_root,
+                 ', '.join(map(str, folders)), config.pipeline_root, config.serving_model_dir)
+    for span in list(folders)[:-1]:
+        logging.info('Ingesting span %d of the training window.', span)
+        tfx.orchestration.LocalDagRunner().run(create_ingest_pipeline(config, span, metadata))
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
 
 
 def main() -> int:
@@ -34,7 +47,8 @@ def main() -> int:
     try:
         config = config_lib.load_config()
         run(config)
-    except (config_lib.ConfigError, inputs.InputDataError, DataAnomaliesError) as e:
+    except (config_lib.ConfigError, features.FeatureSpecError, inputs.InputDataError,
+            DataAnomaliesError) as e:
         logging.error('%s', e)
         return 2
     return 0

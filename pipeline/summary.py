@@ -20,10 +20,10 @@ from tfx.orchestration.metadata import sqlite_metadata_connection_config
 from pipeline import config as config_lib
 from trainer import features
 
-# (task, model output, slice it is judged on, key of the simulator's Bayes AUC)
-TASKS = (('click', features.P_CLICK, (), 'click'),
-         ('conversion', features.P_CONVERSION, (), 'conversion'),
-         ('cvr (clicked)', features.P_CVR, ((features.CLICK_LABEL, 1),), 'cvr'))
+# (task, model output, judged on clicked impressions only, key of the simulator's Bayes AUC)
+TASKS = (('click', features.P_CLICK, False, 'click'),
+         ('conversion', features.P_CONVERSION, False, 'conversion'),
+         ('cvr (clicked)', features.P_CVR, True, 'cvr'))
 
 
 def _latest(artifacts: List[metadata_store_pb2.Artifact]):
@@ -51,11 +51,15 @@ def component_times(store: metadata_store.MetadataStore) -> List[Dict]:
     return rows
 
 
-def task_aucs(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
-    """Candidate metrics of each task on the slice it is judged on, and the baseline's AUC."""
+def task_aucs(evaluation_uri: str, click_column: str) -> Dict[str, Dict[str, float]]:
+    """Candidate metrics of each task on the slice it is judged on, and the baseline's AUC.
+
+    `click_column` is the raw click label, whose value 1 is the clicked slice.
+    """
     by_slice = dict(tfma.load_eval_result(evaluation_uri).slicing_metrics)  # the candidate's
     aucs = {}
-    for task, output, slice_key, _ in TASKS:
+    for task, output, clicked_only, _ in TASKS:
+        slice_key = ((click_column, 1),) if clicked_only else ()
         metrics = by_slice.get(slice_key, {}).get(output, {}).get('', {})
         aucs[task] = {name: metrics[name]['doubleValue']
                       for name in ('auc', 'auc_diff', 'example_count', 'calibration')
@@ -91,7 +95,8 @@ def summarize(config: config_lib.PipelineConfig, truth_path: Optional[str] = Non
         'blessed': bool(blessing and blessing.custom_properties['blessed'].int_value),
         'pushed_to': (pushed.custom_properties['pushed_destination'].string_value
                       if pushed and pushed.custom_properties['pushed'].int_value else None),
-        'tasks': task_aucs(evaluation.uri) if evaluation else {},
+        'tasks': (task_aucs(evaluation.uri, config.feature_spec().click_label)
+                  if evaluation else {}),
         'blessing_failures': blessing_failures(evaluation.uri) if evaluation else [],
     }
     if truth_path:

@@ -19,9 +19,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from pipeline.config import ModelConfig  # noqa: E402
+from trainer.features import load_feature_spec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO / 'schema' / 'schema.pbtxt'
+# The simulator's feature spec, the pipeline's default, and its raw label columns.
+SPEC = load_feature_spec(str(REPO / 'simulator' / 'feature_spec.yaml'))
+RAW_LABELS = tuple(SPEC.raw_labels.values())
 
 # The Transform's vocabulary settings in the tiny run: ids seen fewer than 3 times are OOV.
 VOCABULARY = {'frequency_threshold': 3, 'num_oov_buckets': 4}
@@ -174,7 +178,8 @@ def transform_run(tmp_path_factory, raw_schema, raw_feature_spec):
     train_df, probe_df = _train_frame(), _probe_frame()
     metadata = dataset_metadata.DatasetMetadata(raw_schema)
     transform_fn_dir = root / 'transform_fn'
-    fn = functools.partial(preprocessing_fn, custom_config={'vocabulary': VOCABULARY})
+    fn = functools.partial(preprocessing_fn, custom_config={'vocabulary': VOCABULARY,
+                                                            'features': SPEC.to_dict()})
 
     with tft_beam.Context(temp_dir=str(root / 'tmp')):
         with beam.Pipeline() as pipeline:
@@ -215,7 +220,7 @@ def exported_model_dir(transform_run, tmp_path_factory) -> str:
     config = ModelConfig(num_experts=2, expert_units=(8,), tower_units=(4,), max_embedding_dim=4,
                          dense_projection_dim=4)
     tf.keras.utils.set_random_seed(0)
-    model = build_model(config, *model_inputs(transform_run.tft_output))
+    model = build_model(config, *model_inputs(transform_run.tft_output, SPEC))
     export_dir = str(tmp_path_factory.mktemp('serving') / 'serving_model')
-    export_serving_model(model, transform_run.tft_output, export_dir)
+    export_serving_model(model, transform_run.tft_output, export_dir, SPEC)
     return export_dir

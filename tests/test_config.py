@@ -22,7 +22,9 @@ def test_environment_overrides_are_parsed_to_field_types():
                               'FUNNEL_ENABLE_CACHE': 'false',
                               'FUNNEL_MODEL_GATE_TEMPERATURE': '0.5',
                               'FUNNEL_VOCABULARY_NUM_OOV_BUCKETS': '3',
-                              'FUNNEL_EVALUATION_SLICE_FEATURES': 'device, user_id',
+                              'FUNNEL_SPAN_FOLDER': 'day-{SPAN}',
+                              'FUNNEL_TRAIN_WINDOW_SPANS': '3',
+                              'FUNNEL_MODEL_WARM_START': 'yes',
                               'FUNNEL_DATA_ROOT': '/data/logs',
                               'UNRELATED_VARIABLE': 'ignored'})
     assert config.model.train_steps == 7
@@ -30,7 +32,8 @@ def test_environment_overrides_are_parsed_to_field_types():
     assert config.enable_cache is False
     assert config.model.gate_temperature == 0.5
     assert config.vocabulary.num_oov_buckets == 3
-    assert config.evaluation.slice_features == ('device', 'user_id')
+    assert (config.span_folder, config.train_window_spans) == ('day-{SPAN}', 3)
+    assert config.model.warm_start is True
     assert config.data_root == '/data/logs'
     assert config.model.tower_units == ModelConfig().tower_units  # untouched fields keep defaults
 

@@ -14,6 +14,8 @@ import types
 
 import numpy as np
 
+from conftest import RAW_LABELS
+
 TIMEOUT_SECONDS = 600
 STEPS_PER_EPOCH = 20
 
@@ -29,6 +31,7 @@ def _train_on_two_cpus(transform_fn_dir: str, examples: str, raw_rows: str,
     import tensorflow_transform as tft
     from tfx_bsl.public import tfxio
 
+    from conftest import SPEC
     from pipeline.config import ModelConfig
     from trainer import export, features, train
 
@@ -44,16 +47,16 @@ def _train_on_two_cpus(transform_fn_dir: str, examples: str, raw_rows: str,
     tf.keras.utils.set_random_seed(config.seed)
     strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
     with strategy.scope():
-        model = train.build_compiled_model(config, tft_output)
+        model = train.build_compiled_model(config, tft_output, SPEC)
     initial_weights = [w.numpy() for w in model.trainable_weights]
     history = model.fit(data, epochs=2, steps_per_epoch=STEPS_PER_EPOCH, verbose=0)
 
     default_strategy = train.distribution_strategy()  # what run_fn picks without GPUs
     with default_strategy.scope():
-        single_device_model = train.build_compiled_model(config, tft_output)
+        single_device_model = train.build_compiled_model(config, tft_output, SPEC)
     inputs = next(iter(data))[0]
 
-    export.export_serving_model(model, tft_output, export_dir)
+    export.export_serving_model(model, tft_output, export_dir, SPEC)
     with open(raw_rows) as f:
         rows = json.load(f)
     raw_spec = tft_output.raw_feature_spec()
@@ -100,7 +103,7 @@ def test_mirrored_training_on_two_cpus(transform_run, tmp_path):
     examples = tmp_path / 'transformed.tfrecord.gz'
     _write_examples(transform_run.train_rows, transform_run.tft_output, examples)
     raw_rows = tmp_path / 'raw_rows.json'
-    raw_rows.write_text(json.dumps(transform_run.probe_df.drop(columns=list(features.LABELS))
+    raw_rows.write_text(json.dumps(transform_run.probe_df.drop(columns=list(RAW_LABELS))
                                    .to_dict('records')))
     result = subprocess.run(
         [sys.executable, __file__, transform_run.transform_fn_dir, str(examples), str(raw_rows),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import RAW_LABELS, SPEC
 from trainer import features
 from trainer.export import RAW_SIGNATURE
 from trainer.train import model_inputs
@@ -20,7 +21,7 @@ def _requests(transform_run):
     rows = [*transform_run.probe_df.to_dict('records'),
             *transform_run.train_df.head(4).to_dict('records')]
     for row in rows:
-        for label in features.LABELS:
+        for label in RAW_LABELS:
             del row[label]
     assert any(math.isnan(row['item_hist_ctr']) for row in rows)
     assert any(row['user_id'] == 'u_never_seen' for row in rows)
@@ -44,11 +45,11 @@ def loaded(exported_model_dir):
 def test_model_inputs_follow_the_transform(transform_run):
     """Vocabulary sizes include the OOV buckets; float inputs are the dense features and the
     missing indicator, without the labels."""
-    vocab_sizes, dense = model_inputs(transform_run.tft_output)
-    assert set(vocab_sizes) == set(features.CATEGORICAL_FEATURES)
+    vocab_sizes, dense = model_inputs(transform_run.tft_output, SPEC)
+    assert set(vocab_sizes) == set(SPEC.categorical_names)
     for name, size in vocab_sizes.items():
         assert size == transform_run.tft_output.num_buckets_for_transformed_feature(name)
-    assert dense == sorted([*features.DENSE_FEATURES, 'item_hist_ctr_missing'])
+    assert dense == sorted([*SPEC.dense_names, 'item_hist_ctr_missing'])
 
 
 def _check_outputs(outputs, batch):
@@ -69,7 +70,7 @@ def test_exported_signatures(loaded):
     _, kwargs = loaded.signatures['serving_default'].structured_input_signature
     assert set(kwargs) == {'examples'}
     _, kwargs = loaded.signatures[RAW_SIGNATURE].structured_input_signature
-    assert set(kwargs) == set(features.CATEGORICAL_FEATURES) | set(features.DENSE_FEATURES)
+    assert set(kwargs) == set(SPEC.categorical_names) | set(SPEC.dense_names)
 
 
 def test_serving_default_takes_tf_examples_without_labels(loaded, transform_run):
@@ -98,11 +99,11 @@ def test_serving_matches_the_beam_transform(loaded, exported_model_dir, transfor
     """No training/serving skew: serving the raw rows equals running the (reloaded Keras)
     model on the rows transformed by tft_beam (imputed item_hist_ctr and OOV user included)."""
     model = tf.keras.models.load_model(exported_model_dir)
-    rows = [{k: v for k, v in row.items() if k not in features.LABELS}
+    rows = [{k: v for k, v in row.items() if k not in RAW_LABELS}
             for row in transform_run.probe_df.to_dict('records')]
     served = loaded.signatures[RAW_SIGNATURE](**_raw_tensors(rows, raw_feature_spec))
     transformed = {name: tf.constant([row[name] for row in transform_run.probe_rows],
-                                     dtype=tf.int64 if name in features.CATEGORICAL_FEATURES
+                                     dtype=tf.int64 if name in SPEC.categorical_names
                                      else tf.float32)
                    for name in model.input_names}
     direct = model(transformed, training=False)
@@ -114,7 +115,7 @@ def test_serving_matches_the_beam_transform(loaded, exported_model_dir, transfor
 def test_missing_value_differs_from_present_value(loaded, transform_run, raw_feature_spec):
     """NaN in serving_raw really means "missing": it is not silently read as a number."""
     row = {k: v for k, v in transform_run.probe_df.to_dict('records')[1].items()
-           if k not in features.LABELS}
+           if k not in RAW_LABELS}
     missing, present = dict(row, item_hist_ctr=float('nan')), dict(row, item_hist_ctr=0.05)
     outputs = loaded.signatures[RAW_SIGNATURE](
         **_raw_tensors([missing, present], raw_feature_spec))

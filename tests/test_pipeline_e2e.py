@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
+from conftest import RAW_LABELS
 from pipeline import local_runner, summary
 from pipeline.config import EvaluationConfig, ModelConfig, load_config
 from simulator.funnel import simulate, write_dataset
@@ -94,7 +95,7 @@ def test_evaluation_has_every_task_on_every_slice(first_run):
 def test_pushed_model_serves_both_signatures(pipeline_config, first_run):
     model = tf.saved_model.load(first_run['pushed_to'])
     examples, _ = simulate(64, seed=99)  # fresh rows: ids the model may never have seen
-    raw = examples.drop(columns=list(features.LABELS))
+    raw = examples.drop(columns=list(RAW_LABELS))
 
     serialized = [serialize_example(row) for row in raw.to_dict('records')]
     from_examples = model.signatures['serving_default'](examples=tf.constant(serialized))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import PROBE_USERS, TRAIN_USER_COUNTS, VOCABULARY
+from conftest import PROBE_USERS, SPEC, TRAIN_USER_COUNTS, VOCABULARY
 from trainer import features
 
 
@@ -18,7 +18,7 @@ def _z(values):
 
 def test_outputs_are_the_model_features_and_labels(transform_run):
     """The Transform emits exactly the features the model and the loss read, as scalars."""
-    expected = (set(features.CATEGORICAL_FEATURES) | set(features.DENSE_FEATURES)
+    expected = (set(SPEC.categorical_names) | set(SPEC.dense_names)
                 | {features.missing_indicator_name('item_hist_ctr')} | set(features.LABELS))
     spec = transform_run.tft_output.transformed_feature_spec()
     assert set(spec) == expected
@@ -59,7 +59,7 @@ def test_rare_and_unseen_ids_fall_into_oov_buckets(transform_run):
 def test_every_categorical_id_is_inside_its_embedding_table(transform_run):
     """All categorical outputs are valid embedding rows: 0 <= id < vocabulary + OOV buckets."""
     output = transform_run.tft_output
-    for name in features.CATEGORICAL_FEATURES:
+    for name in SPEC.categorical_names:
         ids = np.concatenate([_column(transform_run.train_rows, name),
                               _column(transform_run.probe_rows, name)])
         assert ids.min() >= 0 and ids.max() < output.num_buckets_for_transformed_feature(name), name

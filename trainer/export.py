@@ -17,12 +17,12 @@ from trainer import features, warmup
 from trainer.features import DEFAULT_SIGNATURE, EXAMPLES_INPUT, RAW_SIGNATURE
 
 
-def _serving_feature_spec(tft_output: tft.TFTransformOutput) -> Dict[str, tf.io.FixedLenFeature]:
-    """The raw feature spec without the labels, which are not known at serving time."""
-    spec = tft_output.raw_feature_spec()
-    for label in features.LABELS:
-        spec.pop(label, None)
-    return spec
+def _serving_feature_spec(tft_output: tft.TFTransformOutput,
+                          feature_spec: features.FeatureSpec) -> Dict[str, tf.io.FixedLenFeature]:
+    """The raw feature spec of the model's features: no labels, which are not known at serving
+    time, and no column the feature spec leaves out."""
+    raw = tft_output.raw_feature_spec()
+    return {name: raw[name] for name in feature_spec.categorical_names + feature_spec.dense_names}
 
 
 def _raw_input_signature(spec) -> Dict[str, tf.TensorSpec]:
@@ -46,10 +46,10 @@ def _to_raw_feature(value: tf.Tensor, feature) -> tf.Tensor:
 
 
 def export_serving_model(model: tf.keras.Model, tft_output: tft.TFTransformOutput,
-                         export_dir: str) -> None:
+                         export_dir: str, feature_spec: features.FeatureSpec) -> None:
     """Saves `model` with the Transform graph attached, both serving signatures and warmup."""
     model.tft_layer = tft_output.transform_features_layer()  # tracked, so its assets are saved
-    spec = _serving_feature_spec(tft_output)
+    spec = _serving_feature_spec(tft_output, feature_spec)
 
     def predict(raw_features):
         transformed = model.tft_layer(raw_features)
@@ -68,4 +68,4 @@ def export_serving_model(model: tf.keras.Model, tft_output: tft.TFTransformOutpu
         DEFAULT_SIGNATURE: serve_tf_examples.get_concrete_function(),
         RAW_SIGNATURE: serve_raw.get_concrete_function(),
     })
-    warmup.write_warmup_requests(export_dir, tft_output, spec)
+    warmup.write_warmup_requests(export_dir, tft_output, spec, feature_spec.categorical_names)

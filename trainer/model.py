@@ -16,7 +16,7 @@ they give p_click and p_conversion directly and p_cvr is their ratio (see traine
 
 import functools
 import math
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
@@ -32,13 +32,15 @@ def embedding_dim(vocab_size: int, max_dim: int) -> int:
 
 
 def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
-                dense_features: Sequence[str]) -> tf.keras.Model:
+                dense_features: Sequence[str],
+                embedding_dims: Optional[Mapping[str, int]] = None) -> tf.keras.Model:
     """The funnel model of `config.architecture`, with the outputs `config.loss` needs.
 
     Args:
       config: architecture, sizes and loss.
       vocab_sizes: for each categorical feature, its number of ids (vocabulary + OOV buckets).
       dense_features: names of the float inputs (normalised values and missing indicators).
+      embedding_dims: embedding sizes set in the feature spec; the others follow embedding_dim.
     Returns:
       A Keras model from a dict of [batch] tensors to {p_click, p_cvr, p_conversion}, each of
       shape [batch, 1]; a losses.UncertaintyWeightedModel with uncertainty task weighting.
@@ -47,7 +49,9 @@ def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
     inputs.update({name: tf.keras.Input(shape=(), dtype=tf.float32, name=name)
                    for name in dense_features})
 
-    embed = functools.partial(_input_features, config, inputs, vocab_sizes, dense_features)
+    dims = {name: (embedding_dims or {}).get(name) or embedding_dim(size, config.max_embedding_dim)
+            for name, size in vocab_sizes.items()}
+    embed = functools.partial(_input_features, config, inputs, vocab_sizes, dims, dense_features)
     if config.architecture == 'single_task':  # two networks sharing no layer, not even embeddings
         click_input, cvr_input = [
             layers.MLP(config.expert_units, config.dropout, name=f'{task}_bottom')(
@@ -65,23 +69,26 @@ def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
 
 
 def _input_features(config: ModelConfig, inputs: Mapping[str, tf.Tensor],
-                    vocab_sizes: Mapping[str, int], dense_features: Sequence[str],
-                    prefix: str = '') -> tf.Tensor:
+                    vocab_sizes: Mapping[str, int], embedding_dims: Mapping[str, int],
+                    dense_features: Sequence[str], prefix: str = '') -> tf.Tensor:
     """Embeddings of the ids and a learnt linear projection of the dense features, concatenated.
 
     `prefix` names the layers of a second, independent copy (the single-task networks).
     """
     regularizer = tf.keras.regularizers.L2(config.embedding_l2) if config.embedding_l2 else None
-    embedded = [tf.keras.layers.Embedding(size, embedding_dim(size, config.max_embedding_dim),
+    embedded = [tf.keras.layers.Embedding(size, embedding_dims[name],
                                           embeddings_regularizer=regularizer,
                                           name=f'{prefix}{name}_embedding')(inputs[name])
                 for name, size in vocab_sizes.items()]
-    dense = tf.keras.layers.Concatenate(name=f'{prefix}dense_inputs')(
-        [tf.keras.layers.Reshape((1,), name=f'{prefix}{name}_column')(inputs[name])
-         for name in dense_features])
-    projected = tf.keras.layers.Dense(config.dense_projection_dim,
-                                      name=f'{prefix}dense_projection')(dense)
-    return tf.keras.layers.Concatenate(name=f'{prefix}input_features')(embedded + [projected])
+    if dense_features:
+        columns = [tf.keras.layers.Reshape((1,), name=f'{prefix}{name}_column')(inputs[name])
+                   for name in dense_features]
+        dense = (tf.keras.layers.Concatenate(name=f'{prefix}dense_inputs')(columns)
+                 if len(columns) > 1 else columns[0])
+        embedded.append(tf.keras.layers.Dense(config.dense_projection_dim,
+                                              name=f'{prefix}dense_projection')(dense))
+    return (tf.keras.layers.Concatenate(name=f'{prefix}input_features')(embedded)
+            if len(embedded) > 1 else embedded[0])
 
 
 def _shared_body(config: ModelConfig, x: tf.Tensor) -> List[tf.Tensor]:

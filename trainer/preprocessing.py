@@ -2,11 +2,11 @@
 
 Categorical ids -> vocabulary ids (rare and unseen ids fall into hashed OOV buckets), dense
 features -> z-scores (log1p first for heavy tails; missing values imputed with the mean and
-flagged), labels passed through. The same graph is attached to the exported model, so there
+flagged), labels renamed to the model's label names. The same graph is attached to the exported model, so there
 is no training/serving skew.
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -44,21 +44,26 @@ def _normalise(x, log: bool):
     return tft.scale_to_z_score(x)
 
 
-def preprocessing_fn(inputs: Dict[str, Any],
-                     custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, tf.Tensor]:
-    """tf.Transform entry point; `custom_config['vocabulary']` holds VocabularyConfig fields."""
-    vocab = from_dict(VocabularyConfig, (custom_config or {}).get('vocabulary', {}))
+def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
+    """tf.Transform entry point.
+
+    `custom_config` holds the feature spec (`features`, FeatureSpec.to_dict()) and the default
+    vocabulary settings (`vocabulary`, VocabularyConfig fields); pipeline/graph.py passes both.
+    """
+    spec = features.FeatureSpec.from_dict(custom_config['features'])
+    vocab = from_dict(VocabularyConfig, custom_config.get('vocabulary', {}))
     outputs = {}
-    for name in features.CATEGORICAL_FEATURES:
-        ids = _dense(inputs[name], b'' if inputs[name].dtype == tf.string else -1)
-        outputs[name] = tft.compute_and_apply_vocabulary(
-            ids, top_k=vocab.top_k, frequency_threshold=vocab.frequency_threshold,
-            num_oov_buckets=vocab.num_oov_buckets, vocab_filename=name)
-    for name in features.DENSE_FEATURES:
-        x = inputs[name]
-        outputs[name] = _normalise(x, log=name in features.LOG_DENSE_FEATURES)
+    for column in spec.categorical:
+        ids = _dense(inputs[column.name], b'' if inputs[column.name].dtype == tf.string else -1)
+        outputs[column.name] = tft.compute_and_apply_vocabulary(
+            ids, top_k=column.top_k or vocab.top_k,
+            frequency_threshold=column.frequency_threshold or vocab.frequency_threshold,
+            num_oov_buckets=vocab.num_oov_buckets, vocab_filename=column.name)
+    for column in spec.dense:
+        x = inputs[column.name]
+        outputs[column.name] = _normalise(x, log=column.log)
         if isinstance(x, tf.SparseTensor):
-            outputs[features.missing_indicator_name(name)] = _is_missing(x)
-    for name in features.LABELS:
-        outputs[name] = tf.cast(_dense(inputs[name], 0), tf.float32)
+            outputs[features.missing_indicator_name(column.name)] = _is_missing(x)
+    for label, column in spec.raw_labels.items():
+        outputs[label] = tf.cast(_dense(inputs[column], 0), tf.float32)
     return outputs

@@ -10,7 +10,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from pipeline.config import ModelConfig, from_dict
-from trainer import export, features, losses, model
+from trainer import export, features, losses, model, warm_start
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -36,19 +36,22 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
     return dataset.map(split_labels, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def model_inputs(tft_output: tft.TFTransformOutput) -> Tuple[Dict[str, int], List[str]]:
+def model_inputs(tft_output: tft.TFTransformOutput,
+                 spec: features.FeatureSpec) -> Tuple[Dict[str, int], List[str]]:
     """Vocabulary sizes of the categorical inputs and names of the float inputs."""
     vocab_sizes = {name: tft_output.num_buckets_for_transformed_feature(name)
-                   for name in features.CATEGORICAL_FEATURES}
+                   for name in spec.categorical_names}
     spec = tft_output.transformed_feature_spec()
     dense = sorted(name for name, feature in spec.items()
                    if feature.dtype == tf.float32 and name not in features.LABELS)
     return vocab_sizes, dense
 
 
-def build_compiled_model(config: ModelConfig, tft_output: tft.TFTransformOutput) -> tf.keras.Model:
-    vocab_sizes, dense = model_inputs(tft_output)
-    funnel_model = model.build_model(config, vocab_sizes, dense)
+def build_compiled_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
+                         spec: features.FeatureSpec) -> tf.keras.Model:
+    vocab_sizes, dense = model_inputs(tft_output, spec)
+    embedding_dims = {f.name: f.embedding_dim for f in spec.categorical if f.embedding_dim}
+    funnel_model = model.build_model(config, vocab_sizes, dense, embedding_dims)
     loss, loss_weights = losses.funnel_loss(config)
     # Weighted, so that p_cvr's AUC (naive loss) is over clicked impressions, like its loss.
     funnel_model.compile(
@@ -61,6 +64,7 @@ def build_compiled_model(config: ModelConfig, tft_output: tft.TFTransformOutput)
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point (see trainer/module.py)."""
     config = from_dict(ModelConfig, fn_args.custom_config['model'])
+    spec = features.FeatureSpec.from_dict(fn_args.custom_config['features'])
     tf.keras.utils.set_random_seed(config.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     train_data = input_fn(fn_args.train_files, fn_args.data_accessor, tft_output,
@@ -72,7 +76,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     logging.info('Training with %s over %d replica(s).', type(strategy).__name__,
                  strategy.num_replicas_in_sync)
     with strategy.scope():
-        funnel_model = build_compiled_model(config, tft_output)
+        funnel_model = build_compiled_model(config, tft_output, spec)
+        if config.warm_start:
+            warm_start.from_base_model(funnel_model, fn_args.base_model, tft_output)
 
     validations = max(1, fn_args.train_steps // config.steps_per_validation)
     steps_per_validation = fn_args.train_steps // validations
@@ -90,4 +96,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     steps = len(history.epoch) * steps_per_validation
     logging.info('Trained %d steps of %d examples in %.1f s (%.0f examples/s incl. validation).',
                  steps, config.batch_size, elapsed, steps * config.batch_size / elapsed)
-    export.export_serving_model(funnel_model, tft_output, fn_args.serving_model_dir)
+    export.export_serving_model(funnel_model, tft_output, fn_args.serving_model_dir, spec)

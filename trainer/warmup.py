@@ -14,7 +14,7 @@ optional dense values are missing.
 import math
 import numbers
 import os
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
@@ -35,25 +35,25 @@ def _domain_middle(feature_schema) -> float:
     return (low + high) / 2
 
 
-def _typical_value(name, feature_spec, feature_schema, tft_output):
+def _typical_value(name, feature_spec, feature_schema, tft_output, categorical):
     """The most frequent vocabulary entry of a categorical feature, else a valid value."""
-    vocabulary = (tft_output.vocabulary_by_name(name)
-                  if name in features.CATEGORICAL_FEATURES else [])
+    vocabulary = tft_output.vocabulary_by_name(name) if name in categorical else []
     if feature_spec.dtype == tf.string:
         return vocabulary[0].decode() if vocabulary else UNSEEN_ID
     value = vocabulary[0] if vocabulary else _domain_middle(feature_schema)
     return int(value) if feature_spec.dtype.is_integer else float(value)
 
 
-def example_rows(tft_output, spec) -> List[Dict]:
+def example_rows(tft_output, spec, categorical: Sequence[str]) -> List[Dict]:
     """A row of known ids and in-domain values, and a row of unseen ids with missing values.
 
-    `spec` is the serving feature spec (raw features without labels). Only string features
+    `spec` is the serving feature spec (raw features without labels), `categorical` the names
+    of the features with a vocabulary (the feature spec's categorical columns). Only string features
     without a schema domain get an unseen id, so both rows stay valid against the schema. A
     missing optional float is NaN, as serving_raw expects; it is left out of the tf.Example.
     """
     schema = {feature.name: feature for feature in tft_output.raw_metadata.schema.feature}
-    known = {name: _typical_value(name, feature, schema[name], tft_output)
+    known = {name: _typical_value(name, feature, schema[name], tft_output, categorical)
              for name, feature in spec.items()}
     unseen = dict(known)
     for name, feature in spec.items():
@@ -101,9 +101,9 @@ def raw_request(rows: List[Dict], spec, model_name: str = '') -> predict_pb2.Pre
     return request
 
 
-def write_warmup_requests(export_dir: str, tft_output, spec) -> str:
+def write_warmup_requests(export_dir: str, tft_output, spec, categorical: Sequence[str]) -> str:
     """Writes PredictionLogs for both signatures at each of BATCH_SIZES; returns the path."""
-    rows = example_rows(tft_output, spec)
+    rows = example_rows(tft_output, spec, categorical)
     path = os.path.join(export_dir, WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
