@@ -1,4 +1,5 @@
 # Two commands for a new user: `make run` (the whole pipeline on simulated data) and `make test`.
+# Own logs: `make schema` then `make run`, with DATA=... SPEC=... NAME=... (see README).
 # Everything is installed into .venv from the fully pinned requirements.txt, with uv.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -17,9 +18,30 @@ SIM_DIR := data/simulated-$(ROWS)-seed$(SEED)
 # Every process that imports TensorFlow needs Keras 2 (tf_keras) for TFX 1.16 (see README).
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
+
+# Your own logs (README, "Your own impression logs"): DATA is their folder, SPEC their feature
+# spec, NAME the pipeline (its own metadata, baseline model and serving folder), SCHEMA the schema
+# `make schema` writes and runs validate against (default: schema/schema.pbtxt beside SPEC).
+DATA ?=
+SPEC ?=
+NAME ?=
+ifneq ($(DATA),)
+ifeq ($(NAME),)
+$(error DATA needs NAME=<pipeline name>: your logs get their own metadata, baseline model and serving folder)
+endif
+export FUNNEL_DATA_ROOT := $(abspath $(DATA))
+export FUNNEL_PIPELINE_NAME := $(NAME)
+endif
+ifneq ($(SPEC),)
+SCHEMA ?= $(dir $(abspath $(SPEC)))schema/schema.pbtxt
+export FUNNEL_FEATURE_SPEC_PATH := $(abspath $(SPEC))
+endif
+ifneq ($(SCHEMA),)
+export FUNNEL_SCHEMA_PATH := $(abspath $(SCHEMA))
+endif
 export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 
-.PHONY: install data run test test-fast clean
+.PHONY: install data run schema test test-fast clean
 install: $(VENV)/.installed
 
 $(UV):
@@ -38,9 +60,13 @@ data: $(SIM_DIR)/truth/summary.json
 $(SIM_DIR)/truth/summary.json: | $(VENV)/.installed
 	$(PY) -m simulator --rows $(ROWS) --seed $(SEED) --out $(SIM_DIR)
 
-run: data
+run: $(if $(DATA),install,data)
 	$(PY) -m pipeline.local_runner
-	$(PY) -m pipeline.summary --truth $(SIM_DIR)/truth/summary.json
+	$(PY) -m pipeline.summary $(if $(DATA),,--truth $(SIM_DIR)/truth/summary.json)
+
+schema: install
+	@test -n "$(SPEC)" || { echo 'make schema needs DATA=... SPEC=... NAME=...: it must not overwrite the curated schema/schema.pbtxt of the simulated data.'; exit 2; }
+	$(PY) -m pipeline.infer_schema
 
 test: install
 	$(PY) -m pytest -v --durations=15 tests

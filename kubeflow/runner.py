@@ -23,6 +23,7 @@ from tfx import v1 as tfx
 
 from pipeline import config as config_lib
 from pipeline.graph import create_pipeline
+from trainer import features
 
 DATA_ROOT_PARAMETER = 'data_root'
 
@@ -57,6 +58,12 @@ def _stage_schema(schema_path: str, pipeline_root: str) -> str:
 
 def kubeflow_pipeline(config: config_lib.PipelineConfig) -> tfx.dsl.Pipeline:
     """create_pipeline with the `kubeflow` section's settings and the Trainer's resources."""
+    if config.train_window_spans > 1:
+        raise config_lib.ConfigError(
+            f'Configuration train_window_spans={config.train_window_spans} needs the local '
+            "runner: TFX 1.16's Kubeflow V2 compiler supports only the latest-artifact and "
+            'latest-blessed-model resolvers, not the span window. Compile with '
+            'FUNNEL_TRAIN_WINDOW_SPANS=1 (each run then trains on its own span).')
     kubeflow = config.kubeflow
     config = dataclasses.replace(
         config,
@@ -92,10 +99,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         config = config_lib.load_config()
-    except config_lib.ConfigError as e:
+        compile_pipeline(config, args.output)
+    except (config_lib.ConfigError, features.FeatureSpecError) as e:
         print(e, file=sys.stderr)
         return 2
-    compile_pipeline(config, args.output)
     print(f'Wrote {args.output}: image {config.kubeflow.image}, '
           f'outputs under {config.kubeflow.output_root}.')
     return 0

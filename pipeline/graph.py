@@ -100,15 +100,16 @@ def create_ingest_pipeline(config: PipelineConfig, span: int,
 
 def create_pipeline(config: PipelineConfig,
                     metadata_connection_config: Optional[
-                        metadata_store_pb2.ConnectionConfig] = None) -> tfx.dsl.Pipeline:
+                        metadata_store_pb2.ConnectionConfig] = None,
+                    span: Optional[int] = None) -> tfx.dsl.Pipeline:
     """ExampleGen -> statistics, schema, validation -> Transform -> Trainer -> Evaluator -> Pusher.
 
     The Pusher also needs the serving contract check's blessing (components/serving_contract.py).
-    With daily data, Transform and Trainer see the latest `train_window_spans` spans and the
-    Evaluator the latest span.
+    With daily data, ExampleGen reads span `span` (None: the latest it finds), Transform and
+    Trainer see the latest `train_window_spans` spans ingested and the Evaluator this run's.
     """
     spec = config.feature_spec()
-    ingest = _ingest_and_validate(config)
+    ingest = _ingest_and_validate(config, span)
     example_gen, schema_importer, anomalies_gate = ingest[0], ingest[2], ingest[-1]
     span_window = _span_window(config, example_gen)
 

@@ -5,9 +5,10 @@
 
 TFDV computes the statistics of the input files (the latest span with daily data) and infers
 the schema the way SchemaGen does; then the feature spec's rules are applied on top: labels in
-{0, 1}, always present and absent at serving time; id columns always present and without a
-closed list of values (unseen ids go to the OOV buckets; add a domain by hand to make a new
-value an anomaly instead). The schema is written to `schema_path`, whose folder the pipeline
+{0, 1}, always present and absent at serving time; id columns always present; no closed lists
+of string values (TFDV infers them from the sample it sees: tomorrow's new ids would stop the
+run; the model maps unseen ids to OOV buckets. Add a domain by hand where a new value must be
+an anomaly). The schema is written to `schema_path`, whose folder the pipeline
 imports, so it must hold nothing else.
 """
 
@@ -54,12 +55,13 @@ def apply_feature_spec(schema: schema_pb2.Schema, spec: features.FeatureSpec,
         label.presence.min_fraction = 1.0
         label.not_in_environment.append(SERVING)
     for name in spec.categorical_names:
-        feature = by_name[name]
-        feature.presence.min_fraction = 1.0
-        if feature.HasField('domain'):  # a named string domain: an inferred closed list
-            schema.string_domain.remove(
-                next(d for d in schema.string_domain if d.name == feature.domain))
+        by_name[name].presence.min_fraction = 1.0
+    # Closed lists of string values, inferred from one sample: tomorrow's new ids or timestamps
+    # are not anomalies (the model's ids go to OOV buckets).
+    for feature in schema.feature:
+        if feature.HasField('domain'):
             feature.ClearField('domain_info')
+    schema.ClearField('string_domain')
     return schema
 
 

@@ -12,7 +12,9 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import functools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+import sys  # noqa: E402
 import types  # noqa: E402
+from unittest import mock  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -40,6 +42,18 @@ TINY_VOCAB_SIZES = {'user_id': 20, 'item_id': 30, 'item_category': 7, 'device': 
                     'ad_position': 10}
 TINY_DENSE_FEATURES = ('item_hist_ctr', 'item_hist_ctr_missing', 'price', 'user_activity',
                        'user_age')
+
+
+def run_pipeline(config) -> None:
+    """Runs the whole pipeline in this process, as `python -m pipeline.local_runner` does.
+
+    TFX's Beam components parse sys.argv with absl flags; pytest's own arguments must not reach
+    them (`pytest -v` would be read as absl's --verbosity), so they see a bare command line.
+    """
+    from pipeline import local_runner
+
+    with mock.patch.object(sys, 'argv', sys.argv[:1]):
+        local_runner.run(config)
 
 
 @pytest.fixture
@@ -207,6 +221,10 @@ def transform_run(tmp_path_factory, raw_schema, raw_feature_spec):
         tft_output=tft.TFTransformOutput(str(transform_fn_dir)))
 
 
+EXPORTED_MODEL_CONFIG = ModelConfig(num_experts=2, expert_units=(8,), tower_units=(4,),
+                                    max_embedding_dim=4, dense_projection_dim=4)
+
+
 @pytest.fixture(scope='session')
 def exported_model_dir(transform_run, tmp_path_factory) -> str:
     """An untrained small model on the tiny Transform's vocabularies, exported for serving
@@ -217,10 +235,8 @@ def exported_model_dir(transform_run, tmp_path_factory) -> str:
     from trainer.model import build_model
     from trainer.train import model_inputs
 
-    config = ModelConfig(num_experts=2, expert_units=(8,), tower_units=(4,), max_embedding_dim=4,
-                         dense_projection_dim=4)
     tf.keras.utils.set_random_seed(0)
-    model = build_model(config, *model_inputs(transform_run.tft_output, SPEC))
+    model = build_model(EXPORTED_MODEL_CONFIG, *model_inputs(transform_run.tft_output, SPEC))
     export_dir = str(tmp_path_factory.mktemp('serving') / 'serving_model')
     export_serving_model(model, transform_run.tft_output, export_dir, SPEC)
     return export_dir

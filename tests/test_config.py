@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config import (ConfigError, EvaluationConfig, KubeflowConfig, ModelConfig,
                              PipelineConfig, VocabularyConfig, from_dict, load_config)
-from pipeline.inputs import InputDataError, check_input_files
+from pipeline.inputs import InputDataError, check_input_files, find_spans
 
 
 def test_defaults_are_valid():
@@ -167,3 +167,36 @@ def test_good_csv_files_are_listed(tmp_path):
     (tmp_path / 'nested' / 'c.csv').write_text('user_id,click\n')  # ignored: not read by ExampleGen
     assert check_input_files(str(tmp_path), 'csv') == [str(tmp_path / 'a.csv'),
                                                        str(tmp_path / 'b.csv')]
+
+
+# --- pipeline.inputs.find_spans and the span settings ----------------------------------------
+
+def test_spans_are_found_by_number(tmp_path):
+    for name in ('day-10', 'day-2', 'day-x', 'other'):
+        (tmp_path / name).mkdir()
+    assert find_spans(str(tmp_path), 'day-{SPAN}') == {2: str(tmp_path / 'day-2'),
+                                                        10: str(tmp_path / 'day-10')}
+
+
+def test_two_folders_of_one_span_are_an_error(tmp_path):
+    for name in ('span-1', 'span-01'):
+        (tmp_path / name).mkdir()
+    with pytest.raises(InputDataError, match='both hold span 1'):
+        find_spans(str(tmp_path), 'span-{SPAN}')
+
+
+def test_no_span_folder_is_an_error(tmp_path):
+    (tmp_path / 'data.csv').write_text('a\n1\n')
+    with pytest.raises(InputDataError, match="No span folder named like 'span-{SPAN}'"):
+        find_spans(str(tmp_path), 'span-{SPAN}')
+
+
+@pytest.mark.parametrize('env, message', [
+    ({'FUNNEL_SPAN_FOLDER': 'day'}, 'span_folder'),
+    ({'FUNNEL_SPAN_FOLDER': 'logs/day-{SPAN}'}, 'span_folder'),
+    ({'FUNNEL_TRAIN_WINDOW_SPANS': '3'}, 'needs span_folder'),
+    ({'FUNNEL_FEATURE_SPEC_PATH': '/nope.yaml'}, 'cannot be read'),
+])
+def test_bad_span_and_spec_settings_are_errors(env, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(env=env)

@@ -155,3 +155,17 @@ def test_nothing_points_at_this_checkout(compiled):
 def test_bad_kubeflow_settings_are_named(name, value):
     with pytest.raises(ConfigError, match=name):
         load_config(env={name: value})
+
+
+def test_daily_spans_compile_and_the_span_window_is_refused(tmp_path):
+    """ExampleGen reads the latest span folder on Kubeflow too; the span-window resolver has no
+    Kubeflow V2 form in TFX 1.16, so asking for it is a clear error, not a broken spec."""
+    env = {'FUNNEL_KUBEFLOW_OUTPUT_ROOT': str(tmp_path / 'bucket'),
+           'FUNNEL_SPAN_FOLDER': 'day-{SPAN}', 'FUNNEL_MODEL_WARM_START': 'true'}
+    output = tmp_path / 'spans.json'
+    runner.compile_pipeline(load_config(env=env), str(output))
+    spec = output.read_text()
+    assert 'day-{SPAN}/*' in spec and 'base_model' in spec
+    with pytest.raises(ConfigError, match='train_window_spans=2 needs the local runner'):
+        runner.compile_pipeline(load_config(env={**env, 'FUNNEL_TRAIN_WINDOW_SPANS': '2'}),
+                                str(output))

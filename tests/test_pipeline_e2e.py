@@ -5,16 +5,14 @@ reuse the cached steps and evaluate against the model the first one blessed.
 """
 
 import os
-import sys
-from unittest import mock
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
-from conftest import RAW_LABELS
-from pipeline import local_runner, summary
+from conftest import RAW_LABELS, run_pipeline
+from pipeline import summary
 from pipeline.config import EvaluationConfig, ModelConfig, load_config
 from simulator.funnel import simulate, write_dataset
 from trainer import features
@@ -42,14 +40,7 @@ def pipeline_config(tmp_path_factory):
 
 
 def _run(config):
-    """Runs the pipeline in this process and summarises it.
-
-    TFX's Beam components parse sys.argv with absl flags; pytest's own arguments must not reach
-    them (`pytest -v` would be read as absl's --verbosity), so they see a bare command line, as
-    under `python -m pipeline.local_runner`.
-    """
-    with mock.patch.object(sys, 'argv', sys.argv[:1]):
-        local_runner.run(config)
+    run_pipeline(config)
     return summary.summarize(config)
 
 
