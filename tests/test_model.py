@@ -154,3 +154,15 @@ def test_saved_model_reloads_with_same_predictions(tmp_path, tiny_model, random_
     after = _predict(loaded, inputs)
     for name in features.OUTPUTS:
         np.testing.assert_allclose(after[name], before[name], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize('vocab_sizes, dense', [({'site': 7}, []), ({}, ['bid']),
+                                                ({'site': 7, 'os': 3}, ['bid'])])
+def test_any_number_of_ids_and_dense_features(tiny_config, random_inputs, vocab_sizes, dense):
+    """A feature spec may declare ids only, dense values only, or one of each."""
+    model = build_model(tiny_config, vocab_sizes, dense, embedding_dims={'site': 5})
+    outputs = model(random_inputs(batch=4, vocab_sizes=vocab_sizes, dense_features=dense))
+    assert {name: tuple(v.shape) for name, v in outputs.items()} == {
+        'p_click': (4, 1), 'p_cvr': (4, 1), 'p_conversion': (4, 1)}
+    if vocab_sizes:
+        assert model.get_layer('site_embedding').output_dim == 5

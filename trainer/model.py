@@ -80,15 +80,13 @@ def _input_features(config: ModelConfig, inputs: Mapping[str, tf.Tensor],
                                           embeddings_regularizer=regularizer,
                                           name=f'{prefix}{name}_embedding')(inputs[name])
                 for name, size in vocab_sizes.items()]
-    if dense_features:
-        columns = [tf.keras.layers.Reshape((1,), name=f'{prefix}{name}_column')(inputs[name])
-                   for name in dense_features]
-        dense = (tf.keras.layers.Concatenate(name=f'{prefix}dense_inputs')(columns)
-                 if len(columns) > 1 else columns[0])
+    if dense_features:  # a feature spec may declare ids only
+        dense = tf.keras.layers.Concatenate(name=f'{prefix}dense_inputs')(
+            [tf.keras.layers.Reshape((1,), name=f'{prefix}{name}_column')(inputs[name])
+             for name in dense_features])
         embedded.append(tf.keras.layers.Dense(config.dense_projection_dim,
                                               name=f'{prefix}dense_projection')(dense))
-    return (tf.keras.layers.Concatenate(name=f'{prefix}input_features')(embedded)
-            if len(embedded) > 1 else embedded[0])
+    return tf.keras.layers.Concatenate(name=f'{prefix}input_features')(embedded)
 
 
 def _shared_body(config: ModelConfig, x: tf.Tensor) -> List[tf.Tensor]:
