@@ -19,7 +19,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 
-.PHONY: install data run test test-fast clean
+.PHONY: install data run report test test-fast clean
 install: $(VENV)/.installed
 
 $(UV):
@@ -41,6 +41,10 @@ $(SIM_DIR)/truth/summary.json: | $(VENV)/.installed
 run: data
 	$(PY) -m pipeline.local_runner
 	$(PY) -m pipeline.summary --truth $(SIM_DIR)/truth/summary.json
+
+# The latest evaluation (and bench/results/*.md) as one HTML page: outputs/report/index.html.
+report: install
+	$(PY) -m report.build
 
 test: install
 	$(PY) -m pytest -v --durations=15 tests
