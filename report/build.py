@@ -16,13 +16,11 @@ import os
 import sys
 from typing import Dict, List, Optional
 
-
 from ml_metadata import metadata_store
 from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
 from pipeline import config as config_lib
-from pipeline import run_outputs
-from pipeline import run_log, summary
+from pipeline import run_log, run_outputs, summary
 from report import page, plots
 
 DEFAULT_BENCH_RESULTS = os.path.join(config_lib.REPO_ROOT, 'bench', 'results')
@@ -91,7 +89,8 @@ def build_context(evaluation_uri: str, blessed: bool, pushed_to: Optional[str],
         'has_baseline': has_baseline,
         'tasks': tasks,
         'auc_chart_png': plots.png_data_uri(auc_chart),
-        'bench_tables': [(os.path.relpath(path, config_lib.REPO_ROOT), page.markdown_file(path))
+        'bench_results': bench_results,
+        'bench_tables': [(os.path.basename(path), page.markdown_file(path))
                          for path in sorted(glob.glob(os.path.join(bench_results, '*.md')))],
     }
 
@@ -99,8 +98,11 @@ def build_context(evaluation_uri: str, blessed: bool, pushed_to: Optional[str],
 def build_report(config: config_lib.PipelineConfig, output_path: str,
                  bench_results: str = DEFAULT_BENCH_RESULTS) -> str:
     """Writes the report of the latest evaluation in ML Metadata to output_path."""
-    store = metadata_store.MetadataStore(sqlite_metadata_connection_config(config.metadata_path))
-    evaluation = run_outputs.latest_evaluation(store)
+    evaluation = None
+    if os.path.isfile(config.metadata_path):  # opening a missing store would create it
+        store = metadata_store.MetadataStore(
+            sqlite_metadata_connection_config(config.metadata_path))
+        evaluation = run_outputs.latest_evaluation(store)
     if evaluation is None:
         raise FileNotFoundError(f'No evaluation in {config.metadata_path}: run the pipeline '
                                 '(make run) before making the report.')
@@ -115,16 +117,16 @@ def build_report(config: config_lib.PipelineConfig, output_path: str,
 
 def main(argv: Optional[List[str]] = None) -> int:
     run_log.configure_logging()
-    config = config_lib.load_config()
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--output', default=config.report_path,
-                        help='the HTML file to write (default: %(default)s)')
+    parser.add_argument('--output', help='the HTML file to write (default: '
+                        '<output_root>/report/index.html, i.e. outputs/report/index.html)')
     parser.add_argument('--bench-results', default=DEFAULT_BENCH_RESULTS,
                         help='folder of benchmark tables (*.md) to include (default: %(default)s)')
     args = parser.parse_args(argv)
     try:
-        path = build_report(config, args.output, args.bench_results)
-    except FileNotFoundError as e:
+        config = config_lib.load_config()
+        path = build_report(config, args.output or config.report_path, args.bench_results)
+    except (config_lib.ConfigError, FileNotFoundError) as e:
         logging.error('%s', e)
         return 2
     logging.info('Report of %s written to %s', config.pipeline_name, os.path.abspath(path))
