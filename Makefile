@@ -41,7 +41,7 @@ export FUNNEL_SCHEMA_PATH := $(abspath $(SCHEMA))
 endif
 export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 
-.PHONY: install data run schema test test-fast clean
+.PHONY: install data run schema report test test-fast clean
 install: $(VENV)/.installed
 
 $(UV):
@@ -67,6 +67,10 @@ run: $(if $(DATA),install,data)
 schema: install
 	@test -n "$(SPEC)" || { echo 'make schema needs DATA=... SPEC=... NAME=...: it must not overwrite the curated schema/schema.pbtxt of the simulated data.'; exit 2; }
 	$(PY) -m pipeline.infer_schema
+
+# The latest evaluation (and bench/results/*.md) as one HTML page: outputs/report/index.html.
+report: install
+	$(PY) -m report.build
 
 test: install
 	$(PY) -m pytest -v --durations=15 tests

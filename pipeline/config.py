@@ -111,6 +111,9 @@ class EvaluationConfig:
     min_conversion_auc: float = 0.55   # p_conversion on all impressions
     min_cvr_auc: float = 0.52          # p_cvr on clicked impressions
     max_auc_regression: float = 0.02   # candidate may lose at most this much AUC per task
+    # Equal-width buckets of TFMA's calibration plot over [0, 1]. Conversion probabilities are
+    # mostly below 0.01, so the report's reliability diagrams need fine buckets to regroup.
+    calibration_plot_buckets: int = 10_000
 
     def validate(self):
         for name in ('min_click_auc', 'min_conversion_auc', 'min_cvr_auc'):
@@ -118,6 +121,8 @@ class EvaluationConfig:
                      getattr(self, name), 'must be in [0, 1]')
         _require(self.max_auc_regression >= 0, 'evaluation.max_auc_regression',
                  self.max_auc_regression, 'must be >= 0')
+        _require(self.calibration_plot_buckets >= 1, 'evaluation.calibration_plot_buckets',
+                 self.calibration_plot_buckets, 'must be >= 1')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +191,11 @@ class PipelineConfig:
     def serving_model_dir(self) -> str:
         """Pushed models land in <serving_model_dir>/<version>/, where TF Serving watches."""
         return os.path.join(self.output_root, 'serving_model', self.pipeline_name)
+
+    @property
+    def report_path(self) -> str:
+        """Where `make report` writes the HTML report of the latest evaluation."""
+        return os.path.join(self.output_root, 'report', 'index.html')
 
     @property
     def module_file(self) -> str:

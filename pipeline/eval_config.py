@@ -1,11 +1,15 @@
 """The Evaluator's TFMA configuration: which metrics, on which slices, and when to bless.
 
 Metrics per task: AUC, log loss, calibration (mean prediction / mean label), mean prediction,
-mean label and example count. p_click and p_conversion are scored on all impressions, p_cvr on
-clicked impressions (the slice click = 1).
-The label columns and the extra slices come from the feature spec (trainer/features.py). Blessing thresholds apply only to the slice each task
-is judged on: a small slice without positives has an undefined AUC and must not block a push.
+mean label, example count and a calibration plot (the report's reliability diagrams). p_click
+and p_conversion are scored on all impressions, p_cvr on clicked impressions (the slice
+click = 1). The model's own compiled Keras metrics are left out: its approximate `auc` would
+share a name with TFMA's. Blessing thresholds apply only to the slice each task is judged on: a
+small slice without positives has an undefined AUC and must not block a push. The label
+columns and the extra slices come from the feature spec (trainer/features.py).
 """
+
+import json
 
 import tensorflow_model_analysis as tfma
 
@@ -31,6 +35,8 @@ def _task_metrics(output: str, min_auc: float, judged_on: tfma.SlicingSpec,
         tfma.MetricConfig(class_name='MeanPrediction'),
         tfma.MetricConfig(class_name='MeanLabel'),
         tfma.MetricConfig(class_name='ExampleCount'),
+        tfma.MetricConfig(class_name='CalibrationPlot', config=json.dumps(
+            {'num_buckets': config.calibration_plot_buckets})),
     ])
 
 
@@ -49,4 +55,5 @@ def make_eval_config(config: EvaluationConfig, spec: features.FeatureSpec) -> tf
             _task_metrics(features.P_CONVERSION, config.min_conversion_auc, OVERALL_SLICE,
                           config),
             _task_metrics(features.P_CVR, config.min_cvr_auc, clicked_slice, config),
-        ])
+        ],
+        options=tfma.Options(include_default_metrics={'value': False}))

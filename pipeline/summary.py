@@ -10,7 +10,7 @@ each task, from the true probabilities) when a truth summary is given.
 import argparse
 import json
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
@@ -18,16 +18,20 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
 from pipeline import config as config_lib
+from pipeline import run_outputs
 from trainer import features
 
-# (task, model output, judged on clicked impressions only, key of the simulator's Bayes AUC)
-TASKS = (('click', features.P_CLICK, False, 'click'),
-         ('conversion', features.P_CONVERSION, False, 'conversion'),
-         ('cvr (clicked)', features.P_CVR, True, 'cvr'))
+OVERALL = tfma.slicer.stringify_slice_key(())
 
 
-def _latest(artifacts: List[metadata_store_pb2.Artifact]):
-    return max(artifacts, key=lambda a: a.create_time_since_epoch, default=None)
+def judged_tasks(click_column: str) -> Tuple[Tuple[str, str, str, str], ...]:
+    """(task, model output, slice it is judged on, key of the simulator's Bayes AUC) per task;
+    `click_column` is the raw click label (the feature spec's), whose value 1 is the clicked
+    slice."""
+    clicked = tfma.slicer.stringify_slice_key(((click_column, 1),))
+    return (('click', features.P_CLICK, OVERALL, 'click'),
+            ('conversion', features.P_CONVERSION, OVERALL, 'conversion'),
+            ('cvr (clicked)', features.P_CVR, clicked, 'cvr'))
 
 
 def component_times(store: metadata_store.MetadataStore) -> List[Dict]:
@@ -52,57 +56,36 @@ def component_times(store: metadata_store.MetadataStore) -> List[Dict]:
 
 
 def task_aucs(evaluation_uri: str, click_column: str) -> Dict[str, Dict[str, float]]:
-    """Candidate metrics of each task on the slice it is judged on, and the baseline's AUC.
-
-    `click_column` is the raw click label, whose value 1 is the clicked slice.
-    """
-    by_slice = dict(tfma.load_eval_result(evaluation_uri).slicing_metrics)  # the candidate's
+    """Candidate metrics of each task on the slice it is judged on, and the baseline's AUC."""
+    table = run_outputs.load_metric_table(evaluation_uri)
     aucs = {}
-    for task, output, clicked_only, _ in TASKS:
-        slice_key = ((click_column, 1),) if clicked_only else ()
-        metrics = by_slice.get(slice_key, {}).get(output, {}).get('', {})
-        aucs[task] = {name: metrics[name]['doubleValue']
-                      for name in ('auc', 'auc_diff', 'example_count', 'calibration')
-                      if name in metrics}
-        if 'auc_diff' in aucs[task]:
-            aucs[task]['baseline_auc'] = aucs[task]['auc'] - aucs[task].pop('auc_diff')
+    for task, output, slice_name, _ in judged_tasks(click_column):
+        metrics = table.get((output, slice_name), {})
+        candidate = metrics.get(run_outputs.CANDIDATE, {})
+        aucs[task] = {name: candidate[name] for name in ('auc', 'example_count', 'calibration')
+                      if name in candidate}
+        if 'auc' in metrics.get(run_outputs.BASELINE, {}):
+            aucs[task]['baseline_auc'] = metrics[run_outputs.BASELINE]['auc']
     return aucs
-
-
-def _slice_name(slice_key) -> str:
-    return ', '.join(f'{key.column} = {getattr(key, key.WhichOneof("kind"))}'
-                     for key in slice_key.single_slice_keys) or 'overall'
-
-
-def blessing_failures(evaluation_uri: str) -> List[str]:
-    """Why the candidate was not blessed: each failed threshold with its slice and value."""
-    result = tfma.load_validation_result(evaluation_uri)
-    return [f'{failure.metric_key.output_name} {failure.metric_key.name}'
-            f'{" change vs baseline" if failure.metric_key.is_diff else ""}'
-            f' = {failure.metric_value.double_value.value:.4f} on slice '
-            f'{_slice_name(slice_.slice_key)}'
-            for slice_ in result.metric_validations_per_slice for failure in slice_.failures]
 
 
 def summarize(config: config_lib.PipelineConfig, truth_path: Optional[str] = None) -> Dict:
     store = metadata_store.MetadataStore(sqlite_metadata_connection_config(config.metadata_path))
-    evaluation = _latest(store.get_artifacts_by_type('ModelEvaluation'))
-    blessing = _latest(store.get_artifacts_by_type('ModelBlessing'))
-    pushed = _latest(store.get_artifacts_by_type('PushedModel'))
+    evaluation = run_outputs.latest_evaluation(store)
     summary = {
         'components': component_times(store),
         'evaluation_uri': evaluation.uri if evaluation else None,
-        'blessed': bool(blessing and blessing.custom_properties['blessed'].int_value),
-        'pushed_to': (pushed.custom_properties['pushed_destination'].string_value
-                      if pushed and pushed.custom_properties['pushed'].int_value else None),
+        'blessed': bool(evaluation and evaluation.blessed),
+        'pushed_to': run_outputs.latest_pushed_model(store),
         'tasks': (task_aucs(evaluation.uri, config.feature_spec().click_label)
                   if evaluation else {}),
-        'blessing_failures': blessing_failures(evaluation.uri) if evaluation else [],
+        'blessing_failures': (run_outputs.blessing_failures(evaluation.uri)
+                              if evaluation else []),
     }
     if truth_path:
         with open(truth_path) as f:
             bayes = json.load(f)['bayes_auc']
-        for task, _, _, bayes_key in TASKS:
+        for task, _, _, bayes_key in judged_tasks(config.feature_spec().click_label):
             summary['tasks'].setdefault(task, {})['bayes_auc'] = bayes[bayes_key]
     return summary
 

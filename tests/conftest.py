@@ -9,9 +9,12 @@ import os
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+import base64  # noqa: E402
 import functools  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import types  # noqa: E402
 from unittest import mock  # noqa: E402
@@ -240,3 +243,26 @@ def exported_model_dir(transform_run, tmp_path_factory) -> str:
     export_dir = str(tmp_path_factory.mktemp('serving') / 'serving_model')
     export_serving_model(model, transform_run.tft_output, export_dir, SPEC)
     return export_dir
+
+
+# --- The HTML report ----------------------------------------------------------------------------
+
+def assert_report_shows(html: str, metric_table) -> None:
+    """The report has a metrics table per model output with a row per slice of the evaluation,
+    in order, one AUC chart and one reliability diagram per task, all valid PNGs."""
+    from PIL import Image
+
+    from pipeline.summary import judged_tasks
+    from report.build import ordered_slices
+    from trainer.features import OUTPUTS
+
+    for output in OUTPUTS:
+        assert f'<h3 id="{output}">' in html
+    assert (re.findall(r'<td class="slice">([^<]+)</td>', html)
+            == ordered_slices(metric_table) * len(OUTPUTS))
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 1 + len(judged_tasks(SPEC.click_label))
+    for data in images:
+        image = Image.open(io.BytesIO(base64.b64decode(data)))
+        image.verify()
+        assert image.format == 'PNG' and min(image.size) > 200

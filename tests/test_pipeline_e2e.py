@@ -1,19 +1,22 @@
 """The whole pipeline, for real (LocalDagRunner, Beam, SQLite MLMD), on a few thousand rows.
 
 Two runs share one output folder: the first trains and pushes; the second, unchanged, must
-reuse the cached steps and evaluate against the model the first one blessed.
+reuse the cached steps and evaluate against the model the first one blessed. The HTML report
+is made from the second run's evaluation.
 """
 
 import os
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
-from conftest import RAW_LABELS, run_pipeline
-from pipeline import summary
+from conftest import RAW_LABELS, assert_report_shows, run_pipeline
+from pipeline import run_outputs, summary
 from pipeline.config import EvaluationConfig, ModelConfig, load_config
+from report import build
 from simulator.funnel import simulate, write_dataset
 from trainer import features
 from trainer.features import RAW_SIGNATURE
@@ -114,3 +117,16 @@ def test_unchanged_rerun_reuses_cache_and_compares_with_baseline(second_run):
     # The same model against itself: the baseline's AUC is the candidate's.
     click = second_run['tasks']['click']
     assert click['baseline_auc'] == pytest.approx(click['auc'], abs=1e-6)
+
+
+def test_report_of_the_rerun_compares_with_the_baseline(pipeline_config, second_run, tmp_path):
+    path = build.build_report(pipeline_config, str(tmp_path / 'report' / 'index.html'),
+                              bench_results=str(tmp_path / 'no-bench-results'))
+    with open(path) as f:
+        html = f.read()
+    assert_report_shows(html, run_outputs.load_metric_table(second_run['evaluation_uri']))
+    assert second_run['evaluation_uri'] in html and second_run['pushed_to'] in html
+    assert '>BLESSED<' in html and 'Failed thresholds' not in html
+    # The same model against itself: every AUC difference is zero.
+    deltas = re.findall(r'<td class="(?:worse|better|)">([^<]*)</td>', html)
+    assert len(deltas) >= len(features.OUTPUTS) and set(deltas) <= {'+0.0000', '-0.0000'}

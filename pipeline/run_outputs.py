@@ -1,0 +1,164 @@
+"""Reads the latest run's outputs back: the newest evaluation and pushed model in ML Metadata,
+the evaluation's metrics and calibration histograms per model output and slice, and why a
+candidate was not blessed.
+
+Shared by the run summary (pipeline/summary.py) and the HTML report (report/). Metrics are read
+with tfma.load_metrics rather than tfma.load_eval_result, which also parses every plot.
+"""
+
+import dataclasses
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import tensorflow_model_analysis as tfma
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+# The roles of a metric value: the candidate's, the baseline's, and candidate minus baseline.
+CANDIDATE, BASELINE, DIFF = 'candidate', 'baseline', 'diff'
+
+# {(model output, slice name): {role: {metric name: value}}}
+MetricTable = Dict[Tuple[str, str], Dict[str, Dict[str, float]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class LatestEvaluation:
+    """The newest ModelEvaluation and ModelBlessing in ML Metadata."""
+    uri: str
+    blessed: bool
+
+
+def latest_artifact(store: metadata_store.MetadataStore,
+                    type_name: str) -> Optional[metadata_store_pb2.Artifact]:
+    return max(store.get_artifacts_by_type(type_name),
+               key=lambda a: a.create_time_since_epoch, default=None)
+
+
+def latest_evaluation(store: metadata_store.MetadataStore) -> Optional[LatestEvaluation]:
+    evaluation = latest_artifact(store, 'ModelEvaluation')
+    if evaluation is None:
+        return None
+    blessing = latest_artifact(store, 'ModelBlessing')
+    return LatestEvaluation(uri=evaluation.uri, blessed=bool(
+        blessing and blessing.custom_properties['blessed'].int_value))
+
+
+def latest_pushed_model(store: metadata_store.MetadataStore) -> Optional[str]:
+    """Where the latest Pusher run pushed its model; None when it pushed nothing."""
+    pushed = latest_artifact(store, 'PushedModel')
+    if pushed is None or not pushed.custom_properties['pushed'].int_value:
+        return None
+    return pushed.custom_properties['pushed_destination'].string_value
+
+
+def slice_name(slice_key) -> str:
+    """TFMA's own name of a SliceKey proto: 'Overall', 'click:1', 'device:mobile'."""
+    return tfma.slicer.stringify_slice_key(tfma.slicer.deserialize_slice_key(slice_key))
+
+
+def model_locations(evaluation_uri: str) -> Dict[str, str]:
+    """The SavedModel each model of the evaluation was loaded from, by role."""
+    eval_config, _, _, locations = tfma.writers.eval_config_writer.load_eval_run(evaluation_uri)
+    roles = {spec.name: BASELINE if spec.is_baseline else CANDIDATE
+             for spec in eval_config.model_specs}
+    return {roles[name]: path for name, path in locations.items()}
+
+
+def _baseline_name(evaluation_uri: str) -> Optional[str]:
+    eval_config, _, _, _ = tfma.writers.eval_config_writer.load_eval_run(evaluation_uri)
+    return next((spec.name for spec in eval_config.model_specs if spec.is_baseline), None)
+
+
+def _role(model_name: str, baseline: Optional[str], is_diff: bool = False) -> str:
+    if is_diff:
+        return DIFF
+    return BASELINE if baseline is not None and model_name == baseline else CANDIDATE
+
+
+def load_metric_table(evaluation_uri: str) -> MetricTable:
+    """Every scalar metric of the evaluation, by model output, slice and role."""
+    baseline = _baseline_name(evaluation_uri)
+    table: MetricTable = {}
+    for metrics in tfma.load_metrics(evaluation_uri):
+        name_of_slice = slice_name(metrics.slice_key)
+        for item in metrics.metric_keys_and_values:
+            if item.value.WhichOneof('type') != 'double_value':
+                continue
+            values = table.setdefault((item.key.output_name, name_of_slice), {}).setdefault(
+                _role(item.key.model_name, baseline, item.key.is_diff), {})
+            if item.key.name in values:
+                raise ValueError(
+                    f'{evaluation_uri}: two metrics named {item.key.name!r} for output '
+                    f'{item.key.output_name!r} on slice {name_of_slice}; was the model\'s own '
+                    'compiled metrics evaluated as well (options.include_default_metrics)?')
+            values[item.key.name] = item.value.double_value.value
+    return table
+
+
+def load_calibration_histograms(evaluation_uri: str) -> Dict[Tuple[str, str, str], np.ndarray]:
+    """TFMA's calibration plot data: {(output, slice, role): array [buckets, 3]} of the
+    non-empty buckets, in order of prediction, with columns example count, sum of labels and
+    sum of predictions."""
+    baseline = _baseline_name(evaluation_uri)
+    histograms = {}
+    for plots in tfma.load_plots(evaluation_uri):
+        name_of_slice = slice_name(plots.slice_key)
+        for item in plots.plot_keys_and_values:
+            if not item.value.HasField('calibration_histogram_buckets'):
+                continue
+            buckets = [(b.num_weighted_examples.value, b.total_weighted_label.value,
+                        b.total_weighted_refined_prediction.value)
+                       for b in item.value.calibration_histogram_buckets.buckets
+                       if b.num_weighted_examples.value > 0]
+            role = _role(item.key.model_name, baseline)
+            histograms[(item.key.output_name, name_of_slice, role)] = (
+                np.array(buckets, dtype=np.float64).reshape(-1, 3))
+    return histograms
+
+
+def describe_threshold(threshold) -> str:
+    """A MetricThreshold proto in words: '>= 0.55; change vs baseline >= -0.02'."""
+    parts = []
+    value, change = threshold.value_threshold, threshold.change_threshold
+    if value.HasField('lower_bound'):
+        parts.append(f'>= {value.lower_bound.value:g}')
+    if value.HasField('upper_bound'):
+        parts.append(f'<= {value.upper_bound.value:g}')
+    sign = '>=' if change.direction == tfma.MetricDirection.HIGHER_IS_BETTER else '<='
+    if change.HasField('absolute'):
+        parts.append(f'change vs baseline {sign} {change.absolute.value:g}')
+    if change.HasField('relative'):
+        parts.append(f'relative change vs baseline {sign} {change.relative.value:g}')
+    return '; '.join(parts)
+
+
+def _slicing_spec_name(spec) -> str:
+    """A SlicingSpec named like the slices it matches ('Overall', 'click:1', 'device:*')."""
+    return tfma.slicer.stringify_slice_key(
+        tuple(sorted(spec.feature_values.items())) + tuple((key, '*') for key in spec.feature_keys))
+
+
+def blessing_thresholds(evaluation_uri: str) -> List[Tuple[str, str, str, str]]:
+    """The blessing rule the evaluation applied: (output, metric, slice, threshold) rows."""
+    eval_config, _, _, _ = tfma.writers.eval_config_writer.load_eval_run(evaluation_uri)
+    rows = []
+    for spec in eval_config.metrics_specs:
+        for metric in spec.metrics:
+            per_slice = [(_slicing_spec_name(slicing), item.threshold)
+                         for item in metric.per_slice_thresholds for slicing in item.slicing_specs]
+            if metric.HasField('threshold'):
+                per_slice.append(('every slice', metric.threshold))
+            rows += [(output, metric.class_name, slice_, describe_threshold(threshold))
+                     for output in spec.output_names for slice_, threshold in per_slice]
+    return rows
+
+
+def blessing_failures(evaluation_uri: str) -> List[str]:
+    """Why the candidate was not blessed: each failed threshold with its slice and value."""
+    result = tfma.load_validation_result(evaluation_uri)
+    return [f'{failure.metric_key.output_name} {failure.metric_key.name}'
+            f'{" change vs baseline" if failure.metric_key.is_diff else ""}'
+            f' = {failure.metric_value.double_value.value:.4f} on slice '
+            f'{slice_name(slice_.slice_key)} (threshold: '
+            f'{describe_threshold(failure.metric_threshold)})'
+            for slice_ in result.metric_validations_per_slice for failure in slice_.failures]

@@ -1,0 +1,137 @@
+"""The HTML report and the Evaluator-output reader, on a real TFMA evaluation of a tiny model.
+
+TFMA runs once (Beam DirectRunner) on the untrained model of conftest's tiny Transform run, with
+that same model as baseline and a click AUC floor no untrained model reaches, so the evaluation
+has baseline metrics, diffs, calibration plots and a failed threshold, as a real NOT BLESSED run.
+400 rows hold about one conversion: the conversion floors are off, as in the e2e test.
+"""
+
+import numpy as np
+import pytest
+from conftest import SPEC, assert_report_shows
+
+from pipeline import run_outputs, summary
+from pipeline.config import EvaluationConfig
+from report import build, page, plots
+from trainer import features
+
+CLICKED = summary.judged_tasks(SPEC.click_label)[-1][2]  # the slice click = 1
+
+ROWS = 400
+
+
+@pytest.fixture(scope='module')
+def tiny_evaluation(exported_model_dir, tmp_path_factory) -> str:
+    """The output folder of tfma.run_model_analysis with candidate and baseline models, as the
+    TFX Evaluator configures them."""
+    import tensorflow as tf
+    import tensorflow_model_analysis as tfma
+
+    from pipeline.eval_config import make_eval_config
+    from simulator.funnel import simulate
+    from trainer.warmup import serialize_example
+
+    root = tmp_path_factory.mktemp('tiny_evaluation')
+    examples, _ = simulate(ROWS, seed=3)
+    data = str(root / 'examples.tfrecord')
+    with tf.io.TFRecordWriter(data) as writer:
+        for row in examples.to_dict('records'):
+            writer.write(serialize_example(row))
+    eval_config = tfma.utils.update_eval_config_with_defaults(
+        make_eval_config(EvaluationConfig(min_click_auc=0.99, min_conversion_auc=0.0,
+                                          min_cvr_auc=0.0, calibration_plot_buckets=1000), SPEC),
+        has_baseline=True)
+    models = [tfma.default_eval_shared_model(
+        eval_saved_model_path=exported_model_dir, model_name=spec.name, eval_config=eval_config)
+        for spec in eval_config.model_specs]
+    output = str(root / 'evaluation')
+    tfma.run_model_analysis(eval_shared_model=models, eval_config=eval_config,
+                            data_location=data, output_path=output)
+    return output
+
+
+@pytest.fixture(scope='module')
+def metric_table(tiny_evaluation):
+    return run_outputs.load_metric_table(tiny_evaluation)
+
+
+def test_metric_table_has_every_output_slice_and_role(metric_table):
+    slices = build.ordered_slices(metric_table)
+    assert slices[0] == summary.OVERALL and CLICKED in slices
+    assert {s.split(':')[0] for s in slices[1:]} == {'click', 'device', 'ad_position'}
+    for output in features.OUTPUTS:
+        for name in slices:
+            roles = metric_table[(output, name)]
+            assert {'auc', 'log_loss', 'calibration', 'example_count'} <= set(
+                roles[run_outputs.CANDIDATE])
+            # The baseline is the same model: same values, zero differences.
+            assert roles[run_outputs.BASELINE]['log_loss'] == pytest.approx(
+                roles[run_outputs.CANDIDATE]['log_loss'])
+            assert roles[run_outputs.DIFF]['log_loss'] == pytest.approx(0.0, abs=1e-9)
+    assert metric_table[(features.P_CLICK, summary.OVERALL)][run_outputs.CANDIDATE][
+        'example_count'] == ROWS
+
+
+def test_calibration_histograms_add_up_to_the_metrics(tiny_evaluation, metric_table):
+    histograms = run_outputs.load_calibration_histograms(tiny_evaluation)
+    for (output, name, role), histogram in histograms.items():
+        metrics = metric_table[(output, name)][role]
+        examples, labels, predictions = histogram.sum(axis=0)
+        assert examples == pytest.approx(metrics['example_count'])
+        assert labels / examples == pytest.approx(metrics['mean_label'], rel=1e-6)
+        assert predictions / examples == pytest.approx(metrics['mean_prediction'], rel=1e-4)
+    assert {key[2] for key in histograms} == {run_outputs.CANDIDATE, run_outputs.BASELINE}
+
+
+def test_blessing_failures_and_thresholds_come_from_the_evaluation(tiny_evaluation):
+    failures = run_outputs.blessing_failures(tiny_evaluation)
+    assert len(failures) == 1
+    assert failures[0].startswith('p_click auc = ')
+    assert failures[0].endswith('on slice Overall (threshold: >= 0.99)')
+    assert run_outputs.blessing_thresholds(tiny_evaluation) == [
+        (features.P_CLICK, 'AUC', summary.OVERALL, '>= 0.99; change vs baseline >= -0.02'),
+        (features.P_CONVERSION, 'AUC', summary.OVERALL, '>= 0; change vs baseline >= -0.02'),
+        (features.P_CVR, 'AUC', CLICKED, '>= 0; change vs baseline >= -0.02')]
+
+
+def test_reliability_points_regroup_buckets_into_equal_count_bins():
+    # 100 buckets of 10 examples each, prediction = 0.01 * bucket, labels = half the examples.
+    histogram = np.column_stack([np.full(100, 10.0), np.full(100, 5.0),
+                                 10 * 0.01 * np.arange(100)])
+    points = plots.reliability_points(histogram, num_bins=4)
+    np.testing.assert_allclose(points[:, 2], [250, 250, 250, 250])
+    np.testing.assert_allclose(points[:, 1], 0.5)
+    np.testing.assert_allclose(points[:, 0], [0.12, 0.37, 0.62, 0.87])
+    # Fewer buckets than bins: no empty bins.
+    assert plots.reliability_points(histogram[:2], num_bins=10).shape == (2, 3)
+
+
+def test_report_page_shows_every_task_slice_and_the_decision(tiny_evaluation, metric_table,
+                                                             tmp_path):
+    bench = tmp_path / 'bench'
+    bench.mkdir()
+    (bench / 'quality.md').write_text('# Quality\n\n| system | click AUC |\n|---|---|\n'
+                                      '| mmoe | 0.7113 |\n')
+    html = page.render(build.build_context(
+        tiny_evaluation, blessed=False, pushed_to=None, pipeline_name='funnel-mmoe',
+        bench_results=str(bench), click_column=SPEC.click_label))
+
+    assert_report_shows(html, metric_table)
+    assert 'NOT BLESSED' in html
+    assert 'p_click auc = ' in html and '(threshold: &gt;= 0.99)' in html
+    assert 'baseline AUC' in html
+    assert '<td>mmoe</td>' in html and '<td>0.7113</td>' in html  # the benchmark table
+
+
+def test_metric_cells():
+    assert page.metric(0.71234) == '0.7123'
+    assert page.metric(-0.001, signed=True) == '-0.0010'
+    assert page.metric(float('nan')) == page.metric(None) == '-'
+    assert page.count(10211.0) == '10,211'
+
+
+def test_report_without_a_run_says_so_and_creates_nothing(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv('FUNNEL_OUTPUT_ROOT', str(tmp_path / 'outputs'))
+    assert build.main([]) == 2
+    assert 'run the pipeline (make run) before making the report' in caplog.text
+    assert not (tmp_path / 'outputs').exists()
