@@ -19,7 +19,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 
-.PHONY: install data run test test-fast clean
+.PHONY: install data run test test-fast bench-mmoe-paper clean
 install: $(VENV)/.installed
 
 $(UV):
@@ -47,6 +47,10 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m 'not slow' tests
+
+# The MMoE paper's synthetic experiment: prints a table, writes bench/results/mmoe_paper.md.
+bench-mmoe-paper: install
+	$(PY) -m bench.mmoe_paper
 
 clean:
 	rm -rf outputs data

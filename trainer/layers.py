@@ -6,7 +6,7 @@ __init__ (never in call) and every layer has get_config, so a trained model save
 runs under tf_keras.
 """
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
@@ -200,20 +200,27 @@ class ProgressiveLayeredExtraction(tf.keras.layers.Layer):
 
 @tf.keras.utils.register_keras_serializable(package='funnel')
 class Tower(tf.keras.layers.Layer):
-    """A task head: an MLP and one sigmoid unit giving a probability of shape [batch, 1]."""
+    """A task head: an MLP and one output unit of shape [batch, 1].
 
-    def __init__(self, units: Sequence[int], dropout: float = 0.0, **kwargs):
+    The unit is a sigmoid (a probability) by default; activation=None gives a regression head
+    (bench/mmoe_paper.py).
+    """
+
+    def __init__(self, units: Sequence[int], dropout: float = 0.0,
+                 activation: Optional[str] = 'sigmoid', **kwargs):
         super().__init__(**kwargs)
         self.units = tuple(units)
         self.dropout = dropout
+        self.activation = activation
         self.body = MLP(units, dropout, name='body')
-        self.head = tf.keras.layers.Dense(1, activation='sigmoid', name='head')
+        self.head = tf.keras.layers.Dense(1, activation=activation, name='head')
 
     def call(self, x, training=None):
         return self.head(self.body(x, training=training))
 
     def get_config(self):
-        return {**super().get_config(), 'units': list(self.units), 'dropout': self.dropout}
+        return {**super().get_config(), 'units': list(self.units), 'dropout': self.dropout,
+                'activation': self.activation}
 
 
 @tf.keras.utils.register_keras_serializable(package='funnel')
