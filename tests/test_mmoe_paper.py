@@ -72,9 +72,11 @@ def test_models_build_from_project_layers_and_train(architecture):
 def test_markdown_states_whether_the_finding_is_reproduced():
     results = {(p, a): values for p, gains in ((0.5, 1.0), (1.0, 0.1))
                for a, values in (('shared_bottom', [2.0 + gains, 2.1 + gains]),
-                                 ('omoe', [2.0, 2.1]), ('mmoe', [2.0, 2.1]))}
+                                 ('omoe', [2.0, 2.1]), ('mmoe', [2.0, 2.1]),
+                                 ('label_variance', [6.0, 6.0]))}
     table = mmoe_paper.markdown(results, [0.5, 1.0], seeds=2)
-    assert '| 0.5 | 3.050 ± 0.071 | 2.050 ± 0.071 | 2.050 ± 0.071 | 1.000 ± 0.000 |' in table
+    assert ('| 0.5 | 6.000 ± 0.000 | 3.050 ± 0.071 | 2.050 ± 0.071 | 2.050 ± 0.071 '
+            '| 1.000 ± 0.000 |') in table
     assert 'reproduced' in table and 'NOT' not in table
     results[0.5, 'shared_bottom'] = [2.0, 2.1]
     assert 'NOT reproduced' in mmoe_paper.markdown(results, [0.5, 1.0], seeds=2)
