@@ -32,12 +32,14 @@ def test_generator_has_the_requested_task_correlation(correlation):
 
 
 def test_generated_splits_are_seeded_and_sized():
-    settings = dataclasses.replace(mmoe_paper.Settings(), train_rows=50, test_rows=20, dim=6)
-    (train, test), directions = mmoe_paper.generate(0.9, settings, seed=1)
-    assert train[0].shape == (50, 6) and train[1].shape == (50, 2) and test[1].shape == (20, 2)
-    (again, _), _ = mmoe_paper.generate(0.9, settings, seed=1)
+    settings = dataclasses.replace(mmoe_paper.Settings(), train_rows=50, validation_rows=10,
+                                   test_rows=20, dim=6)
+    (train, validation, test), directions = mmoe_paper.generate(0.9, settings, seed=1)
+    assert train[0].shape == (50, 6) and train[1].shape == (50, 2)
+    assert validation[1].shape == (10, 2) and test[1].shape == (20, 2)
+    (again, _, _), _ = mmoe_paper.generate(0.9, settings, seed=1)
     np.testing.assert_array_equal(train[1], again[1])
-    (other, _), _ = mmoe_paper.generate(0.9, settings, seed=2)
+    (other, _, _), _ = mmoe_paper.generate(0.9, settings, seed=2)
     assert not np.allclose(train[1], other[1])
     with pytest.raises(ValueError, match='correlation'):
         mmoe_paper.task_directions(6, 1.5, 1.0, np.random.default_rng(0))
@@ -47,7 +49,8 @@ def test_generated_splits_are_seeded_and_sized():
 def test_models_build_from_project_layers_and_train(architecture):
     """Each model maps x to two unbounded regression outputs through the project's layers
     (one gate for OMoE, two for MMoE); a few epochs on tiny data lower its test MSE."""
-    settings = dataclasses.replace(mmoe_paper.Settings(), dim=8, train_rows=256, test_rows=128,
+    settings = dataclasses.replace(mmoe_paper.Settings(), dim=8, train_rows=256,
+                                   validation_rows=64, test_rows=128,
                                    experts=3, expert_units=8, tower_units=4,
                                    learning_rate=0.01, batch_size=64)
     splits, _ = mmoe_paper.generate(0.5, settings, seed=0)
@@ -60,7 +63,7 @@ def test_models_build_from_project_layers_and_train(architecture):
         moe = model.get_layer(architecture)
         assert isinstance(moe, layers.MixtureOfExperts)
         assert len(moe.gates) == {'omoe': 1, 'mmoe': 2}[architecture]
-    outputs = model(splits[1][0])
+    outputs = model(splits[-1][0])
     assert {name: value.shape for name, value in outputs.items()} == {
         task: (128, 1) for task in mmoe_paper.TASKS}
 

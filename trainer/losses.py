@@ -249,4 +249,4 @@ class GradNormModel(LearntTaskWeights):
 
     def task_weights(self) -> Dict[str, float]:
         """The current weight w_i of each task output."""
-        return {output: float(w) for output, w in self.gradnorm_weights.items()}
+        return {output: float(w.numpy()) for output, w in self.gradnorm_weights.items()}
