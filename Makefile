@@ -41,7 +41,7 @@ export FUNNEL_SCHEMA_PATH := $(abspath $(SCHEMA))
 endif
 export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 
-.PHONY: install data run schema report test test-fast clean
+.PHONY: install data run schema report test test-fast bench-mmoe-paper clean
 install: $(VENV)/.installed
 
 $(UV):
@@ -77,6 +77,10 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m 'not slow' tests
+
+# The MMoE paper's synthetic experiment: prints a table, writes bench/results/mmoe_paper.md.
+bench-mmoe-paper: install
+	$(PY) -m bench.mmoe_paper
 
 clean:
 	rm -rf outputs data

@@ -44,9 +44,10 @@ class VocabularyConfig:
 
 
 # Allowed values of ModelConfig's choices (trainer/model.py and trainer/losses.py describe them).
-ARCHITECTURES = ('mmoe', 'shared_bottom', 'ple', 'single_task')
+ARCHITECTURES = ('mmoe', 'shared_bottom', 'ple', 'single_task', 'cross_stitch', 'aitm')
 LOSSES = ('esmm', 'naive', 'monotonic')
-TASK_WEIGHTINGS = ('static', 'uncertainty')
+TASK_WEIGHTINGS = ('static', 'uncertainty', 'gradnorm')
+SCHEDULES = ('joint', 'alternating', 'curriculum')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +58,8 @@ class ModelConfig:
     ple_levels: int = 2                # ple: extraction levels (1 level is CGC)
     experts_per_task: int = 1          # ple: task-specific experts per task and level
     shared_experts: int = 2            # ple: shared experts per level
-    expert_units: Tuple[int, ...] = (64, 32)  # every expert, the shared and single-task bottoms
+    expert_units: Tuple[int, ...] = (64, 32)  # every expert, the shared and single-task bottoms,
+    #                                          the cross-stitch columns and AITM's task layers
     tower_units: Tuple[int, ...] = (32,)
     gate_temperature: float = 1.0      # < 1 sharpens the gates' softmax, > 1 flattens it
     max_embedding_dim: int = 16        # embedding dim = min(this, 6 * vocab_size ** 0.25)
@@ -72,21 +74,36 @@ class ModelConfig:
     early_stopping_patience: int = 2   # validations without improvement before stopping
     warm_start: bool = False           # start from the latest blessed model where it fits
     loss: str = 'esmm'                 # one of LOSSES
-    monotonic_penalty_weight: float = 1.0  # loss 'monotonic': weight of the funnel-order penalty
+    monotonic_penalty_weight: float = 1.0  # loss 'monotonic' and AITM's calibrator: weight of
+    #                                        the funnel-order penalty
     task_weighting: str = 'static'     # one of TASK_WEIGHTINGS; 'static' uses the weights below
     click_loss_weight: float = 1.0
     conversion_loss_weight: float = 1.0
+    gradnorm_alpha: float = 1.5        # gradnorm: how strongly slow tasks are pushed (paper: 1.5)
+    schedule: str = 'joint'            # one of SCHEDULES: which task losses train each step
+    curriculum_click_steps: int = 250  # curriculum: steps on the click loss alone, then the
+    curriculum_ramp_steps: int = 250   # conversion loss's weight rises linearly to 1 over these
     seed: int = 42
 
     def validate(self):
         for name, allowed in (('architecture', ARCHITECTURES), ('loss', LOSSES),
-                              ('task_weighting', TASK_WEIGHTINGS)):
+                              ('task_weighting', TASK_WEIGHTINGS), ('schedule', SCHEDULES)):
             _require(getattr(self, name) in allowed, f'model.{name}', getattr(self, name),
                      'must be one of ' + ', '.join(map(repr, allowed)))
+        _require(self.architecture != 'aitm' or self.loss != 'naive', 'model.loss', self.loss,
+                 "cannot train AITM, which predicts p_conversion directly (p_cvr is a ratio); "
+                 "use 'esmm' or 'monotonic', which are the same for AITM")
+        _require(self.task_weighting != 'gradnorm' or self.architecture != 'single_task',
+                 'model.task_weighting', self.task_weighting,
+                 "needs a layer the tasks share; architecture 'single_task' has none")
+        _require(self.schedule == 'joint' or self.task_weighting == 'static', 'model.schedule',
+                 self.schedule, f"needs task_weighting 'static': task_weighting "
+                 f"{self.task_weighting!r} learns its task weights from every task's loss at "
+                 "every step")
         for name in ('num_experts', 'ple_levels', 'experts_per_task', 'shared_experts',
                      'max_embedding_dim', 'dense_projection_dim', 'batch_size',
                      'train_steps', 'eval_steps', 'steps_per_validation',
-                     'early_stopping_patience'):
+                     'early_stopping_patience', 'curriculum_ramp_steps'):
             _require(getattr(self, name) > 0, f'model.{name}', getattr(self, name), 'must be > 0')
         for name in ('expert_units', 'tower_units'):
             units = getattr(self, name)
@@ -98,7 +115,8 @@ class ModelConfig:
         _require(self.embedding_l2 >= 0, 'model.embedding_l2', self.embedding_l2, 'must be >= 0')
         _require(self.learning_rate > 0, 'model.learning_rate', self.learning_rate, 'must be > 0')
         _require(0 <= self.seed < 2**32, 'model.seed', self.seed, 'must be in [0, 2**32)')
-        for name in ('click_loss_weight', 'conversion_loss_weight', 'monotonic_penalty_weight'):
+        for name in ('click_loss_weight', 'conversion_loss_weight', 'monotonic_penalty_weight',
+                     'gradnorm_alpha', 'curriculum_click_steps'):
             _require(getattr(self, name) >= 0, f'model.{name}', getattr(self, name),
                      'must be >= 0')
 

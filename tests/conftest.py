@@ -266,3 +266,27 @@ def assert_report_shows(html: str, metric_table) -> None:
         image = Image.open(io.BytesIO(base64.b64decode(data)))
         image.verify()
         assert image.format == 'PNG' and min(image.size) > 200
+
+
+def write_transformed_examples(rows, tft_output, path):
+    """Transformed rows as gzipped tf.Examples, as TFX's Transform writes them."""
+    import tensorflow as tf
+
+    spec = tft_output.transformed_feature_spec()
+    with tf.io.TFRecordWriter(str(path), 'GZIP') as writer:
+        for row in rows:
+            feature = {name: tf.train.Feature(int64_list=tf.train.Int64List(value=[row[name]]))
+                       if spec[name].dtype == tf.int64 else
+                       tf.train.Feature(float_list=tf.train.FloatList(value=[row[name]]))
+                       for name in spec}
+            writer.write(tf.train.Example(
+                features=tf.train.Features(feature=feature)).SerializeToString())
+
+
+def tfrecord_data_accessor():
+    """What the TFX Trainer's DataAccessor does with transformed tf.Examples."""
+    from tfx_bsl.public import tfxio
+
+    return types.SimpleNamespace(
+        tf_dataset_factory=lambda files, options, schema: tfxio.TFExampleRecord(
+            files, schema=schema).TensorFlowDataset(options))

@@ -10,11 +10,10 @@ import json
 import os
 import subprocess
 import sys
-import types
 
 import numpy as np
 
-from conftest import RAW_LABELS
+from conftest import RAW_LABELS, write_transformed_examples
 
 TIMEOUT_SECONDS = 600
 STEPS_PER_EPOCH = 20
@@ -29,20 +28,16 @@ def _train_on_two_cpus(transform_fn_dir: str, examples: str, raw_rows: str,
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
     import tensorflow_transform as tft
-    from tfx_bsl.public import tfxio
 
-    from conftest import SPEC
+    from conftest import SPEC, tfrecord_data_accessor
     from pipeline.config import ModelConfig
     from trainer import export, features, train
 
     config = ModelConfig(num_experts=2, expert_units=(8,), tower_units=(4,), max_embedding_dim=4,
                          dense_projection_dim=4, batch_size=16, learning_rate=0.01, seed=0)
     tft_output = tft.TFTransformOutput(transform_fn_dir)
-    # What the TFX Trainer's DataAccessor does with transformed tf.Examples.
-    data_accessor = types.SimpleNamespace(
-        tf_dataset_factory=lambda files, options, schema: tfxio.TFExampleRecord(
-            files, schema=schema).TensorFlowDataset(options))
-    data = train.input_fn([examples], data_accessor, tft_output, config.batch_size, config.seed)
+    data = train.input_fn([examples], tfrecord_data_accessor(), tft_output, config.batch_size,
+                          config.seed)
 
     tf.keras.utils.set_random_seed(config.seed)
     strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
@@ -80,28 +75,13 @@ def _train_on_two_cpus(transform_fn_dir: str, examples: str, raw_rows: str,
     }
 
 
-def _write_examples(rows, tft_output, path):
-    """Transformed rows as gzipped tf.Examples, as TFX's Transform writes them."""
-    import tensorflow as tf
-
-    spec = tft_output.transformed_feature_spec()
-    with tf.io.TFRecordWriter(str(path), 'GZIP') as writer:
-        for row in rows:
-            feature = {name: tf.train.Feature(int64_list=tf.train.Int64List(value=[row[name]]))
-                       if spec[name].dtype == tf.int64 else
-                       tf.train.Feature(float_list=tf.train.FloatList(value=[row[name]]))
-                       for name in spec}
-            writer.write(tf.train.Example(
-                features=tf.train.Features(feature=feature)).SerializeToString())
-
-
 def test_mirrored_training_on_two_cpus(transform_run, tmp_path):
     """Both replicas hold the weights and train; the loss falls; outputs keep their shapes with
     and without the strategy; the trained model exports and serves."""
     from trainer import features
 
     examples = tmp_path / 'transformed.tfrecord.gz'
-    _write_examples(transform_run.train_rows, transform_run.tft_output, examples)
+    write_transformed_examples(transform_run.train_rows, transform_run.tft_output, examples)
     raw_rows = tmp_path / 'raw_rows.json'
     raw_rows.write_text(json.dumps(transform_run.probe_df.drop(columns=list(RAW_LABELS))
                                    .to_dict('records')))

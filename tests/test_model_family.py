@@ -69,12 +69,18 @@ def _bce(labels, probabilities):
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 
 
-@pytest.mark.parametrize('architecture, loss', itertools.product(ARCHITECTURES, LOSSES))
+VALID_PAIRS = [(architecture, loss)
+               for architecture, loss in itertools.product(ARCHITECTURES, LOSSES)
+               if not (architecture == 'aitm' and loss == 'naive')]
+
+
+@pytest.mark.parametrize('architecture, loss', VALID_PAIRS)
 def test_outputs_are_named_funnel_probabilities(family_config, random_inputs, architecture,
                                                 loss):
     """Every architecture x loss: the same named inputs and outputs, [batch, 1] probabilities.
     With a product (esmm, naive) p_conversion = p_click * p_cvr <= p_click on every row; with
-    two direct towers (monotonic) nothing guarantees that, and p_cvr is the clipped ratio."""
+    two direct towers (monotonic, AITM) nothing guarantees that, and p_cvr is the clipped
+    ratio."""
     model = _build(family_config(architecture, loss))
     outputs = _predict(model, random_inputs(batch=BATCH, seed=1))
     assert set(model.input_names) == set(TINY_VOCAB_SIZES) | set(TINY_DENSE_FEATURES)
@@ -84,7 +90,7 @@ def test_outputs_are_named_funnel_probabilities(family_config, random_inputs, ar
         assert ((value >= 0) & (value <= 1)).all(), name
     p_click, p_cvr, p_conversion = (outputs[name] for name in (
         features.P_CLICK, features.P_CVR, features.P_CONVERSION))
-    if loss == 'monotonic':
+    if loss == 'monotonic' or architecture == 'aitm':
         assert np.ptp(p_click) > 0 and np.ptp(p_conversion) > 0
         np.testing.assert_allclose(p_cvr, np.clip(p_conversion / p_click, 0, 1), rtol=1e-5)
     else:
@@ -93,14 +99,18 @@ def test_outputs_are_named_funnel_probabilities(family_config, random_inputs, ar
         assert (p_conversion <= p_click).all()
 
 
-@pytest.mark.parametrize('architecture, loss, task_weighting', [
-    ('mmoe', 'esmm', 'static'), ('shared_bottom', 'naive', 'static'),
-    ('ple', 'monotonic', 'uncertainty'), ('single_task', 'naive', 'uncertainty')])
+@pytest.mark.parametrize('architecture, loss, task_weighting, schedule', [
+    ('mmoe', 'esmm', 'static', 'joint'), ('shared_bottom', 'naive', 'static', 'joint'),
+    ('ple', 'monotonic', 'uncertainty', 'joint'), ('single_task', 'naive', 'uncertainty', 'joint'),
+    ('aitm', 'esmm', 'static', 'joint'), ('cross_stitch', 'naive', 'static', 'alternating'),
+    ('aitm', 'monotonic', 'gradnorm', 'joint'), ('mmoe', 'esmm', 'static', 'curriculum')])
 def test_trained_model_reloads_with_same_predictions(tmp_path, family_config, random_inputs,
-                                                     architecture, loss, task_weighting):
+                                                     architecture, loss, task_weighting,
+                                                     schedule):
     """After a few training steps, model.save(save_format='tf') + load_model revive the model
-    (its class and custom layers, the learnt log-variances) with the same predictions."""
-    config = family_config(architecture, loss, task_weighting)
+    (its class and custom layers, the learnt task weights) with the same predictions."""
+    config = family_config(architecture, loss, task_weighting, schedule=schedule,
+                           curriculum_click_steps=1, curriculum_ramp_steps=1)
     model = _compile(_build(config), config, learning_rate=0.05)
     inputs = random_inputs(batch=BATCH, seed=2)
     model.fit(_dataset(inputs, _labels()), epochs=3, verbose=0)
@@ -111,9 +121,11 @@ def test_trained_model_reloads_with_same_predictions(tmp_path, family_config, ra
     after = _predict(loaded, inputs)
     for name in features.OUTPUTS:
         np.testing.assert_allclose(after[name], before[name], rtol=1e-5, atol=1e-7)
-    if task_weighting == 'uncertainty':
+    if task_weighting != 'static':
         assert loaded.task_weights() == pytest.approx(model.task_weights())
         assert loaded.task_weights() != pytest.approx({name: 1.0 for name in loaded.task_outputs})
+    if schedule != 'joint':
+        assert (loaded.schedule, loaded.task_outputs) == (schedule, model.task_outputs)
 
 
 def test_monotonicity_penalty_is_zero_only_when_the_funnel_order_holds():
@@ -192,12 +204,13 @@ def test_uncertainty_weights_are_learnt(family_config, random_inputs, caplog):
     assert result['loss'] == pytest.approx(expected, abs=1e-5)
 
 
-def _train_with_and_without_mirroring() -> dict:
-    """The same shared-bottom + naive + uncertainty model (with embedding L2) trained for a few
-    steps on one device and under MirroredStrategy on two logical CPUs; how far apart they end."""
+def _train_with_and_without_mirroring(task_weighting: str) -> dict:
+    """The same shared-bottom + naive model with learnt task weights (and embedding L2) trained
+    for a few steps on one device and under MirroredStrategy on two logical CPUs; how far apart
+    they end."""
     cpu = tf.config.list_physical_devices('CPU')[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    config = ModelConfig(architecture='shared_bottom', loss='naive', task_weighting='uncertainty',
+    config = ModelConfig(architecture='shared_bottom', loss='naive', task_weighting=task_weighting,
                          expert_units=(8, 4), tower_units=(4,), max_embedding_dim=4,
                          dense_projection_dim=4, embedding_l2=1e-3)
     rng = np.random.default_rng(9)
@@ -218,19 +231,25 @@ def _train_with_and_without_mirroring() -> dict:
                 default.get_weights(), mirrored.get_weights()))}
 
 
-def test_uncertainty_weighting_under_mirrored_strategy():
+@pytest.mark.parametrize('task_weighting', ['uncertainty', 'gradnorm'])
+def test_learnt_task_weights_under_mirrored_strategy(task_weighting):
     """Two replicas train exactly as one device: the per-replica losses (task losses weighted by
-    the log-variances, the naive loss's sample weights, the log-variance and L2 terms) are scaled
-    so that their all-reduced gradient is the single-device one. Runs in a fresh process, since
-    logical devices must be set before TensorFlow starts (see test_distributed_training.py)."""
-    result = subprocess.run([sys.executable, __file__], capture_output=True, text=True,
-                            timeout=600, env={**os.environ, 'TF_USE_LEGACY_KERAS': '1'})
+    the learnt weights, the naive loss's sample weights, the log-variance and L2 terms) are
+    scaled so that their all-reduced gradient is the single-device one; GradNorm's gradient
+    norms, loss ratios and weight update are those of the global batch. Runs in a fresh process,
+    since logical devices must be set before TensorFlow starts (see
+    test_distributed_training.py)."""
+    result = subprocess.run([sys.executable, __file__, task_weighting], capture_output=True,
+                            text=True, timeout=600,
+                            env={**os.environ, 'TF_USE_LEGACY_KERAS': '1'})
     assert result.returncode == 0, result.stderr[-4000:]
     found = json.loads(result.stdout.splitlines()[-1])
     assert found['replicas'] == 2
     default, mirrored = found['task_weights']
     assert default == pytest.approx(mirrored, abs=1e-5) and default[features.P_CVR] != 1.0
     assert found['max_weight_difference'] < 1e-5
+    if task_weighting == 'gradnorm':
+        assert sum(mirrored.values()) == pytest.approx(2.0, abs=1e-5)
 
 
 def _gradients(model, inputs, output):
@@ -302,6 +321,10 @@ def test_single_task_networks_share_nothing(family_config, random_inputs):
                                            'expert_units': [8]}),
     (layers.ConditionalRate, {}),
     (losses.MonotonicityPenalty, {'weight': 2.0}),
+    (layers.CrossStitchUnit, {'num_tasks': 3}),
+    (layers.CrossStitchNetwork, {'num_tasks': 2, 'units': [8, 4], 'dropout': 0.1}),
+    (layers.InformationTransfer, {'units': 4}),
+    (layers.AITM, {'num_tasks': 3, 'units': [8, 4], 'dropout': 0.1}),
 ], ids=lambda value: getattr(value, '__name__', ''))
 def test_new_layers_config_round_trip(cls, kwargs):
     """The new layers rebuild from their config (needed to reload a saved model)."""
@@ -329,5 +352,106 @@ def test_config_choices_are_validated():
         'ple', 'naive', 'uncertainty')
 
 
+@pytest.mark.parametrize('changes, field, why', [
+    ({'schedule': 'round_robin'}, 'schedule', "'joint', 'alternating', 'curriculum'"),
+    ({'architecture': 'aitm', 'loss': 'naive'}, 'loss', 'AITM'),
+    ({'architecture': 'single_task', 'task_weighting': 'gradnorm'}, 'task_weighting',
+     'single_task'),
+    ({'task_weighting': 'uncertainty', 'schedule': 'alternating'}, 'schedule', 'static'),
+    ({'task_weighting': 'gradnorm', 'schedule': 'curriculum'}, 'schedule', 'static'),
+    ({'curriculum_ramp_steps': 0}, 'curriculum_ramp_steps', '> 0'),
+    ({'gradnorm_alpha': -1.0}, 'gradnorm_alpha', '>= 0'),
+])
+def test_new_choices_are_validated(changes, field, why):
+    """The new options' values and the combinations that cannot work are refused by name."""
+    with pytest.raises(ConfigError, match=f'model.{field}') as error:
+        dataclasses.replace(ModelConfig(), **changes).validate()
+    assert why in str(error.value)
+
+
+def test_new_choices_from_the_environment():
+    config = load_config(env={'FUNNEL_MODEL_ARCHITECTURE': 'aitm',
+                              'FUNNEL_MODEL_TASK_WEIGHTING': 'gradnorm',
+                              'FUNNEL_MODEL_GRADNORM_ALPHA': '0.5'}).model
+    assert (config.architecture, config.task_weighting, config.gradnorm_alpha) == (
+        'aitm', 'gradnorm', 0.5)
+    config = load_config(env={'FUNNEL_MODEL_ARCHITECTURE': 'cross_stitch',
+                              'FUNNEL_MODEL_SCHEDULE': 'curriculum',
+                              'FUNNEL_MODEL_CURRICULUM_CLICK_STEPS': '100'}).model
+    assert (config.architecture, config.schedule, config.curriculum_click_steps) == (
+        'cross_stitch', 'curriculum', 100)
+    assert ModelConfig().schedule == 'joint'
+
+
+def _representation(model, inputs):
+    return tf.keras.Model(model.inputs, model.get_layer('input_features').output)(inputs)
+
+
+def test_aitm_transfers_click_information_to_conversion(family_config, random_inputs):
+    """AITM: p_conversion depends on the click tower (through the transfer and the attention),
+    p_click on nothing of the conversion step; the attention weights over (transferred, own)
+    are a softmax; p_conversion has its own tower and p_cvr is p_conversion / p_click."""
+    model = _build(family_config('aitm', 'esmm'))
+    aitm = model.get_layer('aitm')
+    inputs = random_inputs(batch=BATCH, seed=10)
+    x = _representation(model, inputs)
+    click_representation = aitm.task_layers[0](x)
+    weights = aitm.information_transfers[0].attention_weights(
+        [aitm.transfers[0](click_representation), aitm.task_layers[1](x)]).numpy()
+    assert weights.shape == (BATCH, 2) and (weights > 0).all()
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.ptp(weights[:, 0]) > 0  # adaptive: the weights differ by row
+
+    conversion_step = [aitm.task_layers[1], aitm.transfers[0], aitm.information_transfers[0],
+                       model.get_layer('conversion_tower')]
+    click_gradients = _gradients(model, inputs, features.P_CLICK)
+    assert not any(_reaches(click_gradients, layer) for layer in conversion_step)
+    conversion_gradients = _gradients(model, inputs, features.P_CONVERSION)
+    assert _reaches(conversion_gradients, aitm.task_layers[0])
+    assert all(_reaches(conversion_gradients, layer) for layer in conversion_step)
+    assert not _reaches(conversion_gradients, model.get_layer(features.P_CLICK))
+
+
+def test_aitm_calibrator_is_zero_only_when_the_funnel_order_holds(family_config, random_inputs):
+    """AITM's calibrator weight * mean(max(p_conversion - p_click, 0)) is the model's loss term:
+    it equals that expression on the model's own outputs, is zero when p_conversion <= p_click
+    on every row and positive when not."""
+    config = family_config('aitm', 'esmm', monotonic_penalty_weight=0.6)
+    model = _build(config)
+    calibrator = model.get_layer(features.P_CONVERSION)
+    assert isinstance(calibrator, losses.MonotonicityPenalty) and calibrator.weight == 0.6
+    inputs = random_inputs(batch=BATCH, seed=11)
+    outputs = model(inputs, training=False)
+    excess = (outputs[features.P_CONVERSION] - outputs[features.P_CLICK]).numpy()
+    assert float(tf.add_n(model.losses)) == pytest.approx(
+        0.6 * np.maximum(excess, 0).mean(), abs=1e-7)
+
+    p_click = tf.constant([[0.5], [0.3]])
+    calibrator([p_click, tf.constant([[0.2], [0.3]])])
+    assert float(tf.add_n(calibrator.losses)) == 0.0
+    calibrator([p_click, tf.constant([[0.7], [0.1]])])
+    assert float(tf.add_n(calibrator.losses)) == pytest.approx(0.6 * 0.2 / 2)
+
+
+def test_cross_stitch_units_are_what_the_columns_share(family_config, random_inputs):
+    """Cross-stitch: the mixing matrices start at 0.9 / 0.1 and are trainable; through them
+    p_click depends on the cvr column; with identity mixing it does not."""
+    model = _build(family_config('cross_stitch', 'naive'))
+    network = model.get_layer('cross_stitch')
+    assert len(network.stitches) == 2  # after each of the two layers (8, 4)
+    for stitch in network.stitches:
+        np.testing.assert_allclose(stitch.alpha.numpy(), [[0.9, 0.1], [0.1, 0.9]], rtol=1e-6)
+        assert stitch.alpha.trainable
+    inputs = random_inputs(batch=BATCH, seed=12)
+    cvr_column = network.columns[1]
+    gradients = _gradients(model, inputs, features.P_CLICK)
+    assert all(_reaches(gradients, layer) for layer in cvr_column)
+    assert _reaches(gradients, network.stitches[0])
+    for stitch in network.stitches:
+        stitch.alpha.assign(np.eye(2))
+    gradients = _gradients(model, inputs, features.P_CLICK)
+    assert not any(_reaches(gradients, layer) for layer in cvr_column)
+
+
 if __name__ == '__main__':
-    print(json.dumps(_train_with_and_without_mirroring()))
+    print(json.dumps(_train_with_and_without_mirroring(sys.argv[1])))

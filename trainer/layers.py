@@ -1,12 +1,16 @@
 """Reusable Keras layers of the multi-task models: MLP blocks, gates, mixtures of experts, towers.
 
 Experts are MLPs; a Gate gives softmax weights over experts; MixtureOfExperts (MMoE) and
-ExtractionLevel / ProgressiveLayeredExtraction (PLE, CGC) combine them. Sub-layers are created in
-__init__ (never in call) and every layer has get_config, so a trained model saves, reloads and
-runs under tf_keras.
+ExtractionLevel / ProgressiveLayeredExtraction (PLE, CGC) combine them. CrossStitchNetwork mixes
+per-task MLP columns; AITM passes information along the funnel's task towers. Sub-layers are
+created in __init__ and weights in build (never in call), and every layer has get_config, so a
+trained model saves, reloads and runs under tf_keras.
+
+The shared bodies also name their last shared weights (`last_shared_variables`): GradNorm
+(trainer/losses.py) balances the tasks' gradient norms on them.
 """
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
@@ -29,6 +33,11 @@ class MLP(tf.keras.layers.Layer):
         for block in self.blocks:
             x = block(x, training=training)
         return x
+
+    def last_shared_variables(self) -> List[tf.Variable]:
+        """The weights of the last Dense layer."""
+        return [block for block in self.blocks
+                if isinstance(block, tf.keras.layers.Dense)][-1].trainable_variables
 
     def get_config(self):
         return {**super().get_config(), 'units': list(self.units), 'dropout': self.dropout}
@@ -92,6 +101,10 @@ class MixtureOfExperts(tf.keras.layers.Layer):
     def call(self, x, training=None) -> List[tf.Tensor]:
         expert_outputs = _run_experts(self.experts, x, training)
         return [_mix(weights, expert_outputs) for weights in self.gate_weights(x)]
+
+    def last_shared_variables(self) -> List[tf.Variable]:
+        """The last Dense layer of every expert."""
+        return [v for expert in self.experts for v in expert.last_shared_variables()]
 
     def get_config(self):
         return {**super().get_config(), 'num_experts': self.num_experts,
@@ -191,6 +204,11 @@ class ProgressiveLayeredExtraction(tf.keras.layers.Layer):
             inputs = level(inputs, training=training)
         return inputs
 
+    def last_shared_variables(self) -> List[tf.Variable]:
+        """The last Dense layer of every shared expert of the last level."""
+        return [v for expert in self.levels[-1].shared_expert_layers
+                for v in expert.last_shared_variables()]
+
     def get_config(self):
         return {**super().get_config(), 'num_levels': self.num_levels,
                 'num_tasks': self.num_tasks, 'experts_per_task': self.experts_per_task,
@@ -199,21 +217,146 @@ class ProgressiveLayeredExtraction(tf.keras.layers.Layer):
 
 
 @tf.keras.utils.register_keras_serializable(package='funnel')
-class Tower(tf.keras.layers.Layer):
-    """A task head: an MLP and one sigmoid unit giving a probability of shape [batch, 1]."""
+class CrossStitchUnit(tf.keras.layers.Layer):
+    """A learnt linear mix of the tasks' activations (Misra et al., CVPR 2016): task t gets
+    sum_s alpha[t, s] * x_s. alpha starts near the identity (0.9 on the diagonal, 0.1 shared
+    among the other tasks), so each column starts mostly on its own."""
 
-    def __init__(self, units: Sequence[int], dropout: float = 0.0, **kwargs):
+    def __init__(self, num_tasks: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_tasks = num_tasks
+
+    def build(self, input_shape):
+        own = 0.9 if self.num_tasks > 1 else 1.0
+        initial = [[own if t == s else (1.0 - own) / (self.num_tasks - 1)
+                    for s in range(self.num_tasks)] for t in range(self.num_tasks)]
+        self.alpha = self.add_weight(name='alpha', shape=(self.num_tasks, self.num_tasks),
+                                     initializer=tf.keras.initializers.Constant(initial))
+        super().build(input_shape)
+
+    def call(self, inputs) -> List[tf.Tensor]:
+        mixed = tf.einsum('ts,bsu->btu', self.alpha, tf.stack(inputs, axis=1))
+        return tf.unstack(mixed, num=self.num_tasks, axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), 'num_tasks': self.num_tasks}
+
+
+@tf.keras.utils.register_keras_serializable(package='funnel')
+class CrossStitchNetwork(tf.keras.layers.Layer):
+    """Cross-stitch networks: one MLP column per task, a CrossStitchUnit after every layer
+    (the last one mixes what the towers get). Returns one [batch, units[-1]] tensor per task."""
+
+    def __init__(self, num_tasks: int, units: Sequence[int], dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_tasks = num_tasks
+        self.units = tuple(units)
+        self.dropout = dropout
+        self.columns = [[MLP([width], dropout, name=f'task_{t}_layer_{i}')
+                         for i, width in enumerate(self.units)] for t in range(num_tasks)]
+        self.stitches = [CrossStitchUnit(num_tasks, name=f'cross_stitch_{i}')
+                         for i in range(len(self.units))]
+
+    def call(self, x, training=None) -> List[tf.Tensor]:
+        outputs = [x] * self.num_tasks
+        for i, stitch in enumerate(self.stitches):
+            outputs = stitch([column[i](h, training=training)
+                              for column, h in zip(self.columns, outputs)])
+        return outputs
+
+    def last_shared_variables(self) -> List[tf.Variable]:
+        """The last mixing unit: the columns themselves are not shared."""
+        return self.stitches[-1].trainable_variables
+
+    def get_config(self):
+        return {**super().get_config(), 'num_tasks': self.num_tasks, 'units': list(self.units),
+                'dropout': self.dropout}
+
+
+@tf.keras.utils.register_keras_serializable(package='funnel')
+class InformationTransfer(tf.keras.layers.Layer):
+    """AITM's adaptive information transfer (Xi et al., KDD 2021): self-attention over two
+    representations of a funnel step, the one transferred from the previous step and the step's
+    own. With h1, h2, h3 linear maps to `units`: w_u = softmax_u(<h1(u), h2(u)> / sqrt(units)),
+    output sum_u w_u * h3(u)."""
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.query = tf.keras.layers.Dense(units, name='query')
+        self.key = tf.keras.layers.Dense(units, name='key')
+        self.value = tf.keras.layers.Dense(units, name='value')
+
+    def attention_weights(self, inputs) -> tf.Tensor:
+        """[batch, 2]: the weights of (transferred, own), >= 0 and summing to 1."""
+        stacked = tf.stack(inputs, axis=1)
+        scores = tf.reduce_sum(self.query(stacked) * self.key(stacked), axis=-1)
+        return tf.nn.softmax(scores / self.units ** 0.5, axis=-1)
+
+    def call(self, inputs):
+        """inputs: [transferred, own], each [batch, d]; returns [batch, units]."""
+        return _mix(self.attention_weights(inputs), self.value(tf.stack(inputs, axis=1)))
+
+    def get_config(self):
+        return {**super().get_config(), 'units': self.units}
+
+
+@tf.keras.utils.register_keras_serializable(package='funnel')
+class AITM(tf.keras.layers.Layer):
+    """AITM's task towers along the funnel (click, then conversion): each step has its own MLP;
+    from the second step on, the previous step's representation passes through a transfer layer
+    (ReLU Dense) and InformationTransfer mixes it with the step's own. Returns one
+    [batch, units[-1]] representation per step, for its output tower. Nothing here is shared
+    between the steps: they share the input embeddings and what is transferred."""
+
+    def __init__(self, num_tasks: int, units: Sequence[int], dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_tasks = num_tasks
+        self.units = tuple(units)
+        self.dropout = dropout
+        self.task_layers = [MLP(units, dropout, name=f'task_{t}') for t in range(num_tasks)]
+        self.transfers = [tf.keras.layers.Dense(self.units[-1], activation='relu',
+                                                name=f'transfer_{t}')
+                          for t in range(num_tasks - 1)]
+        self.information_transfers = [InformationTransfer(self.units[-1], name=f'ait_{t + 1}')
+                                      for t in range(num_tasks - 1)]
+
+    def call(self, x, training=None) -> List[tf.Tensor]:
+        outputs = [self.task_layers[0](x, training=training)]
+        for task_layer, transfer, attention in zip(self.task_layers[1:], self.transfers,
+                                                   self.information_transfers):
+            own = task_layer(x, training=training)
+            outputs.append(attention([transfer(outputs[-1]), own]))
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), 'num_tasks': self.num_tasks, 'units': list(self.units),
+                'dropout': self.dropout}
+
+
+@tf.keras.utils.register_keras_serializable(package='funnel')
+class Tower(tf.keras.layers.Layer):
+    """A task head: an MLP and one output unit of shape [batch, 1].
+
+    The unit is a sigmoid (a probability) by default; activation=None gives a regression head
+    (bench/mmoe_paper.py).
+    """
+
+    def __init__(self, units: Sequence[int], dropout: float = 0.0,
+                 activation: Optional[str] = 'sigmoid', **kwargs):
         super().__init__(**kwargs)
         self.units = tuple(units)
         self.dropout = dropout
+        self.activation = activation
         self.body = MLP(units, dropout, name='body')
-        self.head = tf.keras.layers.Dense(1, activation='sigmoid', name='head')
+        self.head = tf.keras.layers.Dense(1, activation=activation, name='head')
 
     def call(self, x, training=None):
         return self.head(self.body(x, training=training))
 
     def get_config(self):
-        return {**super().get_config(), 'units': list(self.units), 'dropout': self.dropout}
+        return {**super().get_config(), 'units': list(self.units), 'dropout': self.dropout,
+                'activation': self.activation}
 
 
 @tf.keras.utils.register_keras_serializable(package='funnel')

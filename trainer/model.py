@@ -8,10 +8,19 @@ embed ids + project dense -> shared body (by architecture) -> towers -> funnel o
 - 'ple': task-specific and shared experts over `ple_levels` levels (PLE; one level is CGC).
 - 'single_task': two independent networks, each with its own embeddings: no parameter is shared,
   the baseline that measures what sharing brings.
+- 'cross_stitch': one MLP column per task, mixed by learnt cross-stitch units (Misra et al., 2016).
+- 'aitm': a tower per funnel step, the click step's representation transferred to the conversion
+  step by attention (Xi et al., KDD 2021); it predicts p_conversion with its own tower, held
+  below p_click by its calibrator penalty.
 
 The funnel outputs depend on the loss: with 'esmm' and 'naive' the towers give p_click and p_cvr
 and p_conversion = p_click * p_cvr, so p_conversion <= p_click by construction; with 'monotonic'
-they give p_click and p_conversion directly and p_cvr is their ratio (see trainer/losses.py).
+(and AITM) they give p_click and p_conversion directly and p_cvr is their ratio (see
+trainer/losses.py).
+
+Task weighting and training schedule choose the model's class: a plain Keras model for static
+weights and the joint schedule (the default), otherwise a losses.UncertaintyWeightedModel,
+losses.GradNormModel or schedules.ScheduledModel, which change how it trains, not what it computes.
 """
 
 import functools
@@ -21,9 +30,14 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import tensorflow as tf
 
 from pipeline.config import ModelConfig
-from trainer import features, layers, losses
+from trainer import features, layers, losses, schedules
 
 TASKS = ('click', 'cvr')  # the tasks' names in layer names, in the order of the task outputs
+
+# Per architecture, the layer whose last shared weights GradNorm balances the gradients on
+# (AITM's towers share nothing: the tasks share the input features only).
+SHARED_LAYERS = {'mmoe': 'mmoe', 'shared_bottom': 'shared_bottom', 'ple': 'ple',
+                 'cross_stitch': 'cross_stitch', 'aitm': 'dense_projection'}
 
 
 def embedding_dim(vocab_size: int, max_dim: int) -> int:
@@ -43,7 +57,7 @@ def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
       embedding_dims: embedding sizes set in the feature spec; the others follow embedding_dim.
     Returns:
       A Keras model from a dict of [batch] tensors to {p_click, p_cvr, p_conversion}, each of
-      shape [batch, 1]; a losses.UncertaintyWeightedModel with uncertainty task weighting.
+      shape [batch, 1]; of the class that trains it as `config` says (see the module doc).
     """
     inputs = {name: tf.keras.Input(shape=(), dtype=tf.int64, name=name) for name in vocab_sizes}
     inputs.update({name: tf.keras.Input(shape=(), dtype=tf.float32, name=name)
@@ -62,9 +76,17 @@ def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
 
     outputs = _funnel_outputs(config, click_input, cvr_input)
     name = f'funnel_{config.architecture}'
+    task_outputs = losses.LOSS_OUTPUTS[config.loss]
     if config.task_weighting == 'uncertainty':
-        return losses.UncertaintyWeightedModel(inputs, outputs, losses.LOSS_OUTPUTS[config.loss],
-                                               name=name)
+        return losses.UncertaintyWeightedModel(inputs, outputs, task_outputs, name=name)
+    if config.task_weighting == 'gradnorm':
+        return losses.GradNormModel(inputs, outputs, task_outputs,
+                                    shared_layer=SHARED_LAYERS[config.architecture],
+                                    alpha=config.gradnorm_alpha, name=name)
+    if config.schedule != 'joint':
+        return schedules.ScheduledModel(inputs, outputs, task_outputs, config.schedule,
+                                        config.curriculum_click_steps,
+                                        config.curriculum_ramp_steps, name=name)
     return tf.keras.Model(inputs=inputs, outputs=outputs, name=name)
 
 
@@ -90,7 +112,7 @@ def _input_features(config: ModelConfig, inputs: Mapping[str, tf.Tensor],
 
 
 def _shared_body(config: ModelConfig, x: tf.Tensor) -> List[tf.Tensor]:
-    """The part both tasks share, giving one input per tower (click, cvr)."""
+    """The body between the input features and the towers: one input per tower (click, cvr)."""
     if config.architecture == 'mmoe':
         return layers.MixtureOfExperts(
             config.num_experts, config.expert_units, num_tasks=len(TASKS),
@@ -102,6 +124,11 @@ def _shared_body(config: ModelConfig, x: tf.Tensor) -> List[tf.Tensor]:
         return layers.ProgressiveLayeredExtraction(
             config.ple_levels, len(TASKS), config.experts_per_task, config.shared_experts,
             config.expert_units, config.gate_temperature, config.dropout, name='ple')(x)
+    if config.architecture == 'cross_stitch':
+        return layers.CrossStitchNetwork(len(TASKS), config.expert_units, config.dropout,
+                                         name='cross_stitch')(x)
+    if config.architecture == 'aitm':
+        return layers.AITM(len(TASKS), config.expert_units, config.dropout, name='aitm')(x)
     raise ValueError(f'Unknown model architecture {config.architecture!r}.')
 
 
@@ -109,7 +136,7 @@ def _funnel_outputs(config: ModelConfig, click_input: tf.Tensor,
                     cvr_input: tf.Tensor) -> Dict[str, tf.Tensor]:
     """The towers and the funnel outputs p_click, p_cvr and p_conversion."""
     p_click = layers.Tower(config.tower_units, config.dropout, name=features.P_CLICK)(click_input)
-    if config.loss == 'monotonic':
+    if config.loss == 'monotonic' or config.architecture == 'aitm':
         p_conversion = layers.Tower(config.tower_units, config.dropout,
                                     name='conversion_tower')(cvr_input)
         p_conversion = losses.MonotonicityPenalty(config.monotonic_penalty_weight,
