@@ -1,22 +1,37 @@
-"""A component that stops the run when ExampleValidator found anomalies.
+"""A component that stops the run when the data breaks the schema or drifted from the last run.
 
-TFX 1.16's ExampleValidator only records anomalies; nothing downstream refuses to run on them.
-This gate fails its execution (and so the run, before Transform and training) with a message
-naming each split, feature and reason, so bad data never reaches a pushed model.
+TFX 1.16's ExampleValidator only records anomalies; nothing downstream refuses to run on them,
+and it never compares a run's statistics with an earlier run's (its executor calls
+tfdv.validate_statistics without previous statistics, so the schema's drift comparators are
+ignored). This gate fails its execution (and so the run, before Transform and training) with a
+message naming each split, feature and reason when
+
+- ExampleValidator found anomalies (types, domains, presence: schema/schema.pbtxt), or
+- a feature with a `drift_comparator` in the schema moved further from the statistics of the
+  last run that passed this gate than the comparator's threshold allows.
+
+A run that passes hands its statistics on as `accepted_statistics`, the next run's baseline:
+a run stopped for drift does not become the baseline, so the same shifted data stops again
+until someone looks (and edits the threshold, if the shift is real and intended).
 """
 
 import os
 
 import tensorflow as tf
+import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
+from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.types import artifact_utils
+from tfx.utils import io_utils
 
 ANOMALIES_FILE = 'SchemaDiff.pb'  # what ExampleValidator writes per split
+DRIFT_TYPES = frozenset({anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH,
+                         anomalies_pb2.AnomalyInfo.COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH})
 
 
 class DataAnomaliesError(RuntimeError):
-    """The input data does not match the curated schema."""
+    """The input data does not match the curated schema, or drifted from the last run."""
 
 
 def describe_anomalies(split: str, anomalies: anomalies_pb2.Anomalies) -> list:
@@ -32,17 +47,47 @@ def describe_anomalies(split: str, anomalies: anomalies_pb2.Anomalies) -> list:
     return lines
 
 
+def drift_anomalies(statistics, schema, previous_statistics) -> anomalies_pb2.Anomalies:
+    """TFDV's drift comparators (the schema's `drift_comparator`s) of `statistics` against
+    `previous_statistics`, without the schema anomalies ExampleValidator already reported."""
+    found = tfdv.validate_statistics(statistics, schema,
+                                     previous_statistics=previous_statistics)
+    drift = anomalies_pb2.Anomalies()
+    for feature, info in found.anomaly_info.items():
+        reasons = [reason for reason in info.reason if reason.type in DRIFT_TYPES]
+        if reasons:
+            drift.anomaly_info[feature].reason.extend(reasons)
+    return drift
+
+
 @tfx.dsl.components.component
-def AnomaliesGate(anomalies: tfx.dsl.components.InputArtifact[
-        tfx.types.standard_artifacts.ExampleAnomalies]) -> None:
-    """Raises DataAnomaliesError if any split of `anomalies` holds an anomaly."""
+def AnomaliesGate(
+        anomalies: tfx.dsl.components.InputArtifact[
+            tfx.types.standard_artifacts.ExampleAnomalies],
+        statistics: tfx.dsl.components.InputArtifact[
+            tfx.types.standard_artifacts.ExampleStatistics],
+        schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
+        accepted_statistics: tfx.dsl.components.OutputArtifact[
+            tfx.types.standard_artifacts.ExampleStatistics],
+        previous_statistics: tfx.dsl.components.InputArtifact[
+            tfx.types.standard_artifacts.ExampleStatistics] = None) -> None:
+    """Raises DataAnomaliesError on schema anomalies or drift; else passes `statistics` on."""
+    curated = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))
     problems = []
     for split in artifact_utils.decode_split_names(anomalies.split_names):
         path = os.path.join(artifact_utils.get_split_uri([anomalies], split), ANOMALIES_FILE)
         with tf.io.gfile.GFile(path, 'rb') as f:  # local disk or object store
             problems += describe_anomalies(split, anomalies_pb2.Anomalies.FromString(f.read()))
+        if previous_statistics is not None:
+            drift = drift_anomalies(
+                stats_artifact_utils.load_statistics(statistics, split).proto(), curated,
+                stats_artifact_utils.load_statistics(previous_statistics, split).proto())
+            problems += [line + f' (against the statistics of {previous_statistics.uri})'
+                         for line in describe_anomalies(split, drift)]
     if problems:
         raise DataAnomaliesError(
-            'The input data does not match schema/schema.pbtxt; the run stops before training. '
-            'Fix the data, or update the schema if the change is intended:\n  '
-            + '\n  '.join(problems))
+            'The input data does not match schema/schema.pbtxt or drifted from the last '
+            'accepted run; the run stops before training. Fix the data, or update the schema '
+            'if the change is intended:\n  ' + '\n  '.join(problems))
+    io_utils.copy_dir(statistics.uri, accepted_statistics.uri)
+    accepted_statistics.split_names = statistics.split_names

@@ -11,22 +11,28 @@ import logging
 import sys
 
 from tfx import v1 as tfx
+from tfx.orchestration import pipeline as pipeline_py
 
 from components.anomalies_gate import DataAnomaliesError
 from pipeline import config as config_lib
 from pipeline import inputs, run_log
-from pipeline.graph import create_pipeline
+from pipeline.graph import GATE_ID, create_pipeline
 
 
-def run(config: config_lib.PipelineConfig) -> None:
-    """Checks the inputs, then runs every component in order; raises if one fails."""
+def run(config: config_lib.PipelineConfig, validate_only: bool = False) -> None:
+    """Checks the inputs, then runs every component in order; raises if one fails.
+
+    `validate_only` stops after the AnomaliesGate: new data is checked (and, when it passes,
+    becomes the drift baseline of the next run) without training.
+    """
     files = inputs.check_input_files(config.data_root, config.data_format)
     logging.info('Pipeline %s: %d input file(s) in %s; outputs under %s; pushes to %s.',
                  config.pipeline_name, len(files), config.data_root, config.pipeline_root,
                  config.serving_model_dir)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(
-        config, tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path)))
+    tfx.orchestration.LocalDagRunner().run(
+        create_pipeline(config, tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_path)),
+        run_options=pipeline_py.RunOptions(to_nodes=[GATE_ID]) if validate_only else None)
 
 
 def main() -> int:
