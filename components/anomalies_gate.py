@@ -10,11 +10,15 @@ message naming each split, feature and reason when
 - a feature with a `drift_comparator` in the schema moved further from the statistics of the
   last run that passed this gate than the comparator's threshold allows.
 
-A run that passes hands its statistics on as `accepted_statistics`, the next run's baseline:
-a run stopped for drift does not become the baseline, so the same shifted data stops again
-until someone looks (and edits the threshold, if the shift is real and intended).
+A run that passes copies its statistics to `baseline_dir` (beside the pushed models, so it
+outlives per-run pipeline roots on Kubeflow), the next run's baseline. A run stopped for drift
+does not become the baseline, so the same shifted data stops again until someone looks (and
+edits the threshold, if the shift is real and intended). The baseline is a folder rather than
+an artifact found by a Resolver because TFX 1.16's LatestArtifactStrategy fails when there is
+no artifact yet (the first run) and Kubeflow V2 compiles no other resolver.
 """
 
+import logging
 import os
 
 import tensorflow as tf
@@ -60,6 +64,10 @@ def drift_anomalies(statistics, schema, previous_statistics) -> anomalies_pb2.An
     return drift
 
 
+def _baseline_file(baseline_dir: str, split: str) -> str:
+    return os.path.join(baseline_dir, f'Split-{split}', stats_artifact_utils.BINARY_PB_BASENAME)
+
+
 @tfx.dsl.components.component
 def AnomaliesGate(
         anomalies: tfx.dsl.components.InputArtifact[
@@ -67,27 +75,29 @@ def AnomaliesGate(
         statistics: tfx.dsl.components.InputArtifact[
             tfx.types.standard_artifacts.ExampleStatistics],
         schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
-        accepted_statistics: tfx.dsl.components.OutputArtifact[
-            tfx.types.standard_artifacts.ExampleStatistics],
-        previous_statistics: tfx.dsl.components.InputArtifact[
-            tfx.types.standard_artifacts.ExampleStatistics] = None) -> None:
-    """Raises DataAnomaliesError on schema anomalies or drift; else passes `statistics` on."""
+        baseline_dir: tfx.dsl.components.Parameter[str]) -> None:
+    """Raises DataAnomaliesError on schema anomalies or on drift from the statistics in
+    `baseline_dir`; else makes `statistics` the new baseline."""
     curated = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))
     problems = []
     for split in artifact_utils.decode_split_names(anomalies.split_names):
         path = os.path.join(artifact_utils.get_split_uri([anomalies], split), ANOMALIES_FILE)
         with tf.io.gfile.GFile(path, 'rb') as f:  # local disk or object store
             problems += describe_anomalies(split, anomalies_pb2.Anomalies.FromString(f.read()))
-        if previous_statistics is not None:
-            drift = drift_anomalies(
-                stats_artifact_utils.load_statistics(statistics, split).proto(), curated,
-                stats_artifact_utils.load_statistics(previous_statistics, split).proto())
-            problems += [line + f' (against the statistics of {previous_statistics.uri})'
-                         for line in describe_anomalies(split, drift)]
+        previous = _baseline_file(baseline_dir, split)
+        if not tf.io.gfile.exists(previous):
+            logging.info('No accepted statistics of split %r in %s yet: no drift check.',
+                         split, baseline_dir)
+            continue
+        drift = drift_anomalies(stats_artifact_utils.load_statistics(statistics, split).proto(),
+                                curated, tfdv.load_stats_binary(previous))
+        problems += [f'{line} (against the last accepted run\'s statistics, {previous})'
+                     for line in describe_anomalies(split, drift)]
     if problems:
         raise DataAnomaliesError(
             'The input data does not match schema/schema.pbtxt or drifted from the last '
             'accepted run; the run stops before training. Fix the data, or update the schema '
             'if the change is intended:\n  ' + '\n  '.join(problems))
-    io_utils.copy_dir(statistics.uri, accepted_statistics.uri)
-    accepted_statistics.split_names = statistics.split_names
+    io_utils.copy_dir(statistics.uri, baseline_dir)
+    logging.info('Statistics %s accepted: the drift baseline of the next run (%s).',
+                 statistics.uri, baseline_dir)

@@ -13,7 +13,7 @@ from components.serving_contract import ServingContractCheck
 from pipeline.config import PipelineConfig
 from pipeline.eval_config import make_eval_config
 
-GATE_ID = 'AnomaliesGate'  # also names the producer of the drift check's baseline statistics
+GATE_ID = 'AnomaliesGate'  # where validate-only runs stop
 
 
 def _example_gen(config: PipelineConfig):
@@ -57,18 +57,11 @@ def create_pipeline(config: PipelineConfig,
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs['statistics'],
         schema=schema_importer.outputs['result'])
-    # The statistics of the last run that passed the gate: the baseline of its drift check.
-    previous_statistics = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
-                                   producer_component_id=GATE_ID,
-                                   output_key='accepted_statistics'),
-    ).with_id('previous_statistics_resolver')
     anomalies_gate = AnomaliesGate(
         anomalies=example_validator.outputs['anomalies'],
         statistics=statistics_gen.outputs['statistics'],
         schema=schema_importer.outputs['result'],
-        previous_statistics=previous_statistics.outputs['statistics']).with_id(GATE_ID)
+        baseline_dir=config.drift_baseline_dir).with_id(GATE_ID)
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs['examples'],
@@ -112,7 +105,7 @@ def create_pipeline(config: PipelineConfig,
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_importer, example_validator,
-                    previous_statistics, anomalies_gate, transform, trainer, serving_contract, baseline_model,
+                    anomalies_gate, transform, trainer, serving_contract, baseline_model,
                     evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,

@@ -219,3 +219,43 @@ def exported_model_dir(transform_run, tmp_path_factory) -> str:
     export_dir = str(tmp_path_factory.mktemp('serving') / 'serving_model')
     export_serving_model(model, transform_run.tft_output, export_dir)
     return export_dir
+
+
+# --- Reliability figures (make reliability) -----------------------------------------------------
+
+RELIABILITY_OUTCOMES = {'stopped': 'bad data stopped', 'handled': 'bad data handled by design',
+                        'rejected': 'models rejected', 'resumed': 'runs resumed',
+                        'served': 'serving requests answered', 'refused': 'serving requests refused'}
+
+
+@pytest.fixture(scope='session')
+def reliability(pytestconfig):
+    """record(case, outcome, detail): called by a reliability test once its assertions passed,
+    so the figures printed at the end of the run count only what was shown to hold."""
+    def record(case: str, outcome: str, detail: str = ''):
+        assert outcome in RELIABILITY_OUTCOMES, outcome
+        pytestconfig.reliability_rows.append((case, outcome, detail))
+    return record
+
+
+def pytest_configure(config):
+    config.reliability_rows = []
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The reliability figures of this run: one line per case, then the counts."""
+    rows = config.reliability_rows
+    if not rows:
+        return
+    terminalreporter.section('reliability')
+    width = max(len(case) for case, _, _ in rows)
+    for case, outcome, detail in rows:
+        terminalreporter.write_line(f'{case:<{width}}  {outcome:<8}  {detail[:110]}')
+    counts = {outcome: sum(1 for _, o, _ in rows if o == outcome) for outcome in
+              RELIABILITY_OUTCOMES}
+    data = counts['stopped'] + counts['handled']
+    terminalreporter.write_line(
+        f'bad-data cases tried: {data}, stopped: {counts["stopped"]}, handled: '
+        f'{counts["handled"]}; models rejected: {counts["rejected"]}; runs resumed: '
+        f'{counts["resumed"]}; serving requests answered: {counts["served"]}, refused: '
+        f'{counts["refused"]}')

@@ -78,29 +78,27 @@ def _split_artifact(artifact, root, per_split, file_name):
 
 
 def _gate(root, anomalies, statistics, previous_statistics=None):
-    """Calls the gate on real per-split files; returns its accepted_statistics output."""
-    accepted = standard_artifacts.ExampleStatistics()
-    accepted.uri = str(root / 'accepted')
+    """Calls the gate on real per-split files, with `previous_statistics` (if any) as the drift
+    baseline; returns the baseline folder."""
+    baseline = root / 'baseline'
+    if previous_statistics:
+        _split_artifact(standard_artifacts.ExampleStatistics(), baseline, previous_statistics,
+                        BINARY_PB_BASENAME)
     schema = standard_artifacts.Schema()
     schema.uri = str(SCHEMA_PATH.parent)
-
-    def stats(name, per_split):
-        return _split_artifact(standard_artifacts.ExampleStatistics(), root / name, per_split,
-                               BINARY_PB_BASENAME)
-
     AnomaliesGate.test_call(
         anomalies=_split_artifact(standard_artifacts.ExampleAnomalies(), root / 'anomalies',
                                   anomalies, ANOMALIES_FILE),
-        statistics=stats('statistics', statistics), schema=schema,
-        accepted_statistics=accepted,
-        previous_statistics=previous_statistics and stats('previous', previous_statistics))
-    return accepted
+        statistics=_split_artifact(standard_artifacts.ExampleStatistics(), root / 'statistics',
+                                   statistics, BINARY_PB_BASENAME),
+        schema=schema, baseline_dir=str(baseline))
+    return baseline
 
 
 def test_gate_stops_the_run_on_anomalies(tmp_path, clean_anomalies, bad_anomalies,
                                          impressions):
     """The component raises DataAnomaliesError listing the bad split's problems, and passes
-    when every split is clean, handing the statistics on as the next run's baseline."""
+    when every split is clean, making its statistics the next run's drift baseline."""
     stats = tfdv.generate_statistics_from_dataframe(impressions)
     with pytest.raises(DataAnomaliesError) as error:
         _gate(tmp_path / 'bad', {'train': clean_anomalies, 'eval': bad_anomalies},
@@ -110,16 +108,18 @@ def test_gate_stops_the_run_on_anomalies(tmp_path, clean_anomalies, bad_anomalie
     assert "split 'eval', feature 'click'" in message
     assert "split 'train'" not in message
 
-    accepted = _gate(tmp_path / 'clean', {'train': clean_anomalies, 'eval': clean_anomalies},
+    assert not (tmp_path / 'bad' / 'baseline').exists()
+
+    baseline = _gate(tmp_path / 'clean', {'train': clean_anomalies, 'eval': clean_anomalies},
                      {'train': stats, 'eval': stats})
-    assert json.loads(accepted.split_names) == ['eval', 'train']
-    saved = (tmp_path / 'clean' / 'accepted' / 'Split-train' / BINARY_PB_BASENAME).read_bytes()
-    assert saved == stats.SerializeToString()
+    for split in ('train', 'eval'):
+        saved = (baseline / f'Split-{split}' / BINARY_PB_BASENAME).read_bytes()
+        assert saved == stats.SerializeToString()
 
 
 def test_gate_stops_on_drift_from_the_previous_statistics(tmp_path, clean_anomalies,
                                                           impressions):
-    """Against the last accepted statistics: another sample of the same data passes; prices in
+    """Against the last accepted statistics: a resample of the same data passes; prices in
     cents instead of dollars and an all-mobile day stop the run, naming the split, the feature,
     the distance and the threshold of the schema's drift comparator."""
     previous = tfdv.generate_statistics_from_dataframe(impressions)
@@ -134,5 +134,6 @@ def test_gate_stops_on_drift_from_the_previous_statistics(tmp_path, clean_anomal
     assert device.startswith("  split 'train', feature 'device': High Linfty distance")
     assert 'above the threshold 0.1' in device and 'mobile' in device
     assert price.startswith("  split 'train', feature 'price': High approximate Jensen-Shannon")
-    assert 'above the threshold 0.3' in price and str(tmp_path / 'shifted' / 'previous') in price
-    assert not (tmp_path / 'shifted' / 'accepted').exists()
+    assert 'above the threshold 0.3' in price and str(tmp_path / 'shifted' / 'baseline') in price
+    saved = (tmp_path / 'shifted' / 'baseline' / 'Split-train' / BINARY_PB_BASENAME).read_bytes()
+    assert saved == previous.SerializeToString()  # a drifted run does not become the baseline
