@@ -9,6 +9,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components.anomalies_gate import AnomaliesGate
+from components.atomic_pusher import AtomicPusher
 from components.serving_contract import ServingContractCheck
 from pipeline.config import PipelineConfig
 from pipeline.eval_config import make_eval_config
@@ -93,13 +94,13 @@ def create_pipeline(config: PipelineConfig,
         baseline_model=baseline_model.outputs['model'],
         eval_config=make_eval_config(config.evaluation))
 
-    pusher = tfx.components.Pusher(
+    pusher = AtomicPusher(
         model=trainer.outputs['model'],
         model_blessing=evaluator.outputs['blessing'],
         infra_blessing=serving_contract.outputs['infra_blessing'],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=config.serving_model_dir)))
+                base_directory=config.serving_model_dir))).with_id('Pusher')
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
