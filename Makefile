@@ -19,7 +19,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 
-.PHONY: install data run test test-fast clean
+.PHONY: install data run test test-fast reliability clean
 install: $(VENV)/.installed
 
 $(UV):
@@ -47,6 +47,11 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m 'not slow' tests
+
+# The reliability tests (bad data, bad models, faults, serving robustness); the figures (cases
+# tried, stopped, handled; models rejected; runs resumed) are printed at the end.
+reliability: install
+	$(PY) -m pytest -q -p no:warnings -m reliability tests
 
 clean:
 	rm -rf outputs data

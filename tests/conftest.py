@@ -225,6 +225,7 @@ def exported_model_dir(transform_run, tmp_path_factory) -> str:
 
 RELIABILITY_OUTCOMES = {'stopped': 'bad data stopped', 'handled': 'bad data handled by design',
                         'rejected': 'models rejected', 'resumed': 'runs resumed',
+                        'reproduced': 'same-seed runs reproduced',
                         'served': 'serving requests answered', 'refused': 'serving requests refused'}
 
 
@@ -257,5 +258,5 @@ def pytest_terminal_summary(terminalreporter, config):
     terminalreporter.write_line(
         f'bad-data cases tried: {data}, stopped: {counts["stopped"]}, handled: '
         f'{counts["handled"]}; models rejected: {counts["rejected"]}; runs resumed: '
-        f'{counts["resumed"]}; serving requests answered: {counts["served"]}, refused: '
-        f'{counts["refused"]}')
+        f'{counts["resumed"]}; same-seed runs reproduced: {counts["reproduced"]}; serving '
+        f'requests answered: {counts["served"]}, refused: {counts["refused"]}')
