@@ -43,7 +43,7 @@ def _csv_problems(path: str) -> List[str]:
         click, conversion = (header.index(name) if name in header else None
                              for name in (CLICK_LABEL, CONVERSION_LABEL))
         rows, malformed, unclicked = 0, [], []
-        for row in reader:
+        for row in filter(None, reader):  # blank lines are not rows
             rows += 1
             if len(row) != len(header):
                 malformed.append((reader.line_num, len(row)))
@@ -69,13 +69,17 @@ def _tfrecord_problems(path: str) -> List[str]:
     """Conversions without a click in a (gzipped) TFRecord file of tf.Examples."""
     spec = {name: tf.io.FixedLenFeature([], tf.int64, default_value=-1)
             for name in (CLICK_LABEL, CONVERSION_LABEL)}
-    dataset = tf.data.TFRecordDataset(path, 'GZIP' if path.endswith('.gz') else None)
+    compression = 'GZIP' if path.endswith('.gz') else None
     unclicked, offset = [], 0
-    for batch in dataset.batch(TFRECORD_BATCH):
-        labels = tf.io.parse_example(batch, spec)
-        bad = (labels[CONVERSION_LABEL].numpy() == 1) & (labels[CLICK_LABEL].numpy() == 0)
-        unclicked += (np.flatnonzero(bad) + offset).tolist()
-        offset += len(batch)
+    try:
+        for batch in tf.data.TFRecordDataset(path, compression).batch(TFRECORD_BATCH):
+            labels = tf.io.parse_example(batch, spec)
+            bad = (labels[CONVERSION_LABEL].numpy() == 1) & (labels[CLICK_LABEL].numpy() == 0)
+            unclicked += (np.flatnonzero(bad) + offset).tolist()
+            offset += len(batch)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        return [f'Input file {path} is not a {"gzipped " if compression else ""}TFRecord file '
+                f'of tf.Examples after record {offset}: {e.message.splitlines()[0]}']
     return [_funnel_problem(path, 'record(s)', unclicked)] if unclicked else []
 
 

@@ -164,3 +164,29 @@ def test_good_csv_files_are_listed(tmp_path):
     (tmp_path / 'nested' / 'c.csv').write_text('user_id,click\n')  # ignored: not read by ExampleGen
     assert check_input_files(str(tmp_path), 'csv') == [str(tmp_path / 'a.csv'),
                                                        str(tmp_path / 'b.csv')]
+
+
+def test_conversion_without_click_in_tfrecords(tmp_path):
+    """The funnel rule holds for TFRecord input too: the gzipped file and record are named."""
+    import tensorflow as tf
+
+    from simulator.funnel import simulate
+    from trainer.warmup import serialize_example
+
+    rows, _ = simulate(30, seed=4)
+    rows.loc[[3, 17], ['click', 'conversion']] = [0, 1]
+    data = tmp_path / 'data'
+    data.mkdir()
+    with tf.io.TFRecordWriter(str(data / 'part-0.gz'), 'GZIP') as writer:
+        for row in rows.to_dict('records'):
+            writer.write(serialize_example(row))
+    with pytest.raises(InputDataError, match=r'part-0.gz: 2 row\(s\) with conversion = 1 '
+                                             r'but click = 0 at record\(s\) 3, 17'):
+        check_input_files(str(data), 'tfrecord')
+
+
+def test_a_file_that_is_not_tfrecords(tmp_path):
+    (tmp_path / 'impressions.csv').write_text('user_id,click\nu1,0\n')
+    with pytest.raises(InputDataError,
+                       match='impressions.csv is not a TFRecord file of tf.Examples'):
+        check_input_files(str(tmp_path), 'tfrecord')

@@ -48,22 +48,3 @@ def test_malformed_configuration(outputs, monkeypatch, caplog):
     assert 'FUNNEL_MODEL_NUM_EXPERTS' in message and "'four'" in message
     assert not outputs.exists()
 
-
-def test_conversion_without_click_in_tfrecords(tmp_path):
-    """The funnel rule holds for TFRecord input too: the gzipped file and record are named."""
-    import tensorflow as tf
-
-    from pipeline import inputs
-    from simulator.funnel import simulate
-    from trainer.warmup import serialize_example
-
-    rows, _ = simulate(30, seed=4)
-    rows.loc[[3, 17], ['click', 'conversion']] = [0, 1]
-    data = tmp_path / 'data'
-    data.mkdir()
-    with tf.io.TFRecordWriter(str(data / 'part-0.gz'), 'GZIP') as writer:
-        for row in rows.to_dict('records'):
-            writer.write(serialize_example(row))
-    with pytest.raises(inputs.InputDataError, match=r'part-0.gz: 2 row\(s\) with conversion = 1 '
-                                                    r'but click = 0 at record\(s\) 3, 17'):
-        inputs.check_input_files(str(data), 'tfrecord')
