@@ -251,7 +251,7 @@ def pytest_terminal_summary(terminalreporter, config):
     terminalreporter.section('reliability')
     width = max(len(case) for case, _, _ in rows)
     for case, outcome, detail in rows:
-        terminalreporter.write_line(f'{case:<{width}}  {outcome:<8}  {detail[:110]}')
+        terminalreporter.write_line(f'{case:<{width}}  {outcome:<10}  {detail[:110]}')
     counts = {outcome: sum(1 for _, o, _ in rows if o == outcome) for outcome in
               RELIABILITY_OUTCOMES}
     data = counts['stopped'] + counts['handled']

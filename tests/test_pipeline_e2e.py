@@ -40,7 +40,7 @@ SETTINGS = {'FUNNEL_MODEL_TRAIN_STEPS': '200', 'FUNNEL_MODEL_STEPS_PER_VALIDATIO
 # A candidate whose learning rate is 20,000 times too small: it barely leaves its random start.
 WORSE_CANDIDATE = {'FUNNEL_MODEL_LEARNING_RATE': '1e-7'}
 # Two trainings with the same seed and data: largest AUC difference allowed per task.
-SAME_SEED_AUC_TOLERANCE = 0.005
+SAME_SEED_AUC_TOLERANCE = 0.001
 EXPECTED_COMPONENTS = {'CsvExampleGen', 'StatisticsGen', 'schema_importer', 'ExampleValidator',
                        'AnomaliesGate', 'Transform', 'Trainer', 'ServingContractCheck',
                        'latest_blessed_model_resolver', 'Evaluator', 'Pusher'}
