@@ -41,7 +41,7 @@ export FUNNEL_SCHEMA_PATH := $(abspath $(SCHEMA))
 endif
 export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 
-.PHONY: install data run schema report test test-fast bench-mmoe-paper clean
+.PHONY: install data run schema report test test-fast bench-mmoe-paper reliability clean
 install: $(VENV)/.installed
 
 $(UV):
@@ -81,6 +81,11 @@ test-fast: install
 # The MMoE paper's synthetic experiment: prints a table, writes bench/results/mmoe_paper.md.
 bench-mmoe-paper: install
 	$(PY) -m bench.mmoe_paper
+
+# The reliability tests (bad data, bad models, faults, serving robustness); the figures (cases
+# tried, stopped, handled; models rejected; runs resumed) are printed at the end.
+reliability: install
+	$(PY) -m pytest -q -p no:warnings -m reliability tests
 
 clean:
 	rm -rf outputs data

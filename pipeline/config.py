@@ -216,6 +216,11 @@ class PipelineConfig:
         return os.path.join(self.output_root, 'report', 'index.html')
 
     @property
+    def drift_baseline_dir(self) -> str:
+        """Statistics of the last run that passed validation, the next run's drift baseline."""
+        return os.path.join(self.output_root, 'drift_baseline', self.pipeline_name)
+
+    @property
     def module_file(self) -> str:
         return os.path.join(REPO_ROOT, 'trainer', 'module.py')
 

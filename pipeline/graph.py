@@ -9,9 +9,12 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components.anomalies_gate import AnomaliesGate
+from components.atomic_pusher import AtomicPusher
 from components.serving_contract import ServingContractCheck
 from pipeline.config import PipelineConfig
 from pipeline.eval_config import make_eval_config
+
+GATE_ID = 'AnomaliesGate'  # where validate-only runs stop
 
 
 def _example_gen(config: PipelineConfig, span: Optional[int] = None):
@@ -74,7 +77,11 @@ def _ingest_and_validate(config: PipelineConfig, span: Optional[int] = None) -> 
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs['statistics'],
         schema=schema_importer.outputs['result'])
-    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
+    anomalies_gate = AnomaliesGate(
+        anomalies=example_validator.outputs['anomalies'],
+        statistics=statistics_gen.outputs['statistics'],
+        schema=schema_importer.outputs['result'],
+        baseline_dir=config.drift_baseline_dir).with_id(GATE_ID)
     return [example_gen, statistics_gen, schema_importer, example_validator, anomalies_gate]
 
 
@@ -146,13 +153,13 @@ def create_pipeline(config: PipelineConfig,
         baseline_model=baseline_model.outputs['model'],
         eval_config=make_eval_config(config.evaluation, spec))
 
-    pusher = tfx.components.Pusher(
+    pusher = AtomicPusher(
         model=trainer.outputs['model'],
         model_blessing=evaluator.outputs['blessing'],
         infra_blessing=serving_contract.outputs['infra_blessing'],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=config.serving_model_dir)))
+                base_directory=config.serving_model_dir))).with_id('Pusher')
 
     return _pipeline(
         config, ingest + ([span_window] if span_window else []) + [

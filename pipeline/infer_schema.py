@@ -72,7 +72,8 @@ def infer_schema(config: config_lib.PipelineConfig) -> schema_pb2.Schema:
     folder = config.data_root
     if config.span_folder:
         folder = list(inputs.find_spans(config.data_root, config.span_folder).values())[-1]
-    files = inputs.check_input_files(folder, config.data_format)
+    files = inputs.check_input_files(folder, config.data_format,
+                                     (spec.click_label, spec.conversion_label))
     schema_dir = os.path.dirname(config.schema_path)
     others = [name for name in (tf.io.gfile.listdir(schema_dir)
                                 if tf.io.gfile.isdir(schema_dir) else [])

@@ -11,37 +11,45 @@ import logging
 import sys
 
 from tfx import v1 as tfx
+from tfx.orchestration import pipeline as pipeline_py
 
 from components.anomalies_gate import DataAnomaliesError
 from pipeline import config as config_lib
 from pipeline import inputs, run_log
-from pipeline.graph import create_ingest_pipeline, create_pipeline
+from pipeline.graph import GATE_ID, create_ingest_pipeline, create_pipeline
 from trainer import features
 
 
-def run(config: config_lib.PipelineConfig) -> None:
+def run(config: config_lib.PipelineConfig, validate_only: bool = False) -> None:
     """Checks the inputs, then runs every component in order; raises if one fails.
+
+    `validate_only` stops after the AnomaliesGate: new data is checked (and, when it passes,
+    becomes the drift baseline of the next run) without training.
 
     With daily data, the earlier spans of the training window are ingested first, then the
     full run reads the latest span. Each span is read with the same settings (its number), so a
     span ingested by an earlier run is a cache hit, not a second artifact of the same span.
     """
-    inputs.check_spec_in_schema(config.feature_spec(), config.schema_path)
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    spec = config.feature_spec()
+    inputs.check_spec_in_schema(spec, config.schema_path)
+    labels = (spec.click_label, spec.conversion_label)
     folders = {None: config.data_root}
     if config.span_folder:
         spans = inputs.find_spans(config.data_root, config.span_folder)
         folders = {span: spans[span] for span in list(spans)[-config.train_window_spans:]}
     files = [f for folder in folders.values()
-             for f in inputs.check_input_files(folder, config.data_format)]
+             for f in inputs.check_input_files(folder, config.data_format, labels)]
     logging.info('Pipeline %s: %d input file(s) in %s (spans: %s); outputs under %s; pushes '
                  'to %s.', config.pipeline_name, len(files), config.data_root,
                  ', '.join(map(str, folders)), config.pipeline_root, config.serving_model_dir)
     *earlier, latest = folders
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     for span in earlier:
         logging.info('Ingesting span %d of the training window.', span)
         tfx.orchestration.LocalDagRunner().run(create_ingest_pipeline(config, span, metadata))
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata, span=latest))
+    tfx.orchestration.LocalDagRunner().run(
+        create_pipeline(config, metadata, span=latest),
+        run_options=pipeline_py.RunOptions(to_nodes=[GATE_ID]) if validate_only else None)
 
 
 def main() -> int:

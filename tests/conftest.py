@@ -47,7 +47,7 @@ TINY_DENSE_FEATURES = ('item_hist_ctr', 'item_hist_ctr_missing', 'price', 'user_
                        'user_age')
 
 
-def run_pipeline(config) -> None:
+def run_pipeline(config, **kwargs) -> None:
     """Runs the whole pipeline in this process, as `python -m pipeline.local_runner` does.
 
     TFX's Beam components parse sys.argv with absl flags; pytest's own arguments must not reach
@@ -56,7 +56,7 @@ def run_pipeline(config) -> None:
     from pipeline import local_runner
 
     with mock.patch.object(sys, 'argv', sys.argv[:1]):
-        local_runner.run(config)
+        local_runner.run(config, **kwargs)
 
 
 @pytest.fixture
@@ -290,3 +290,44 @@ def tfrecord_data_accessor():
     return types.SimpleNamespace(
         tf_dataset_factory=lambda files, options, schema: tfxio.TFExampleRecord(
             files, schema=schema).TensorFlowDataset(options))
+
+
+# --- Reliability figures (make reliability) -----------------------------------------------------
+
+RELIABILITY_OUTCOMES = {'stopped': 'bad data stopped', 'handled': 'bad data handled by design',
+                        'rejected': 'models rejected', 'resumed': 'runs resumed',
+                        'reproduced': 'same-seed runs reproduced',
+                        'served': 'serving requests answered', 'refused': 'serving requests refused'}
+
+
+@pytest.fixture(scope='session')
+def reliability(pytestconfig):
+    """record(case, outcome, detail): called by a reliability test once its assertions passed,
+    so the figures printed at the end of the run count only what was shown to hold."""
+    def record(case: str, outcome: str, detail: str = ''):
+        assert outcome in RELIABILITY_OUTCOMES, outcome
+        pytestconfig.reliability_rows.append((case, outcome, detail))
+    return record
+
+
+def pytest_configure(config):
+    config.reliability_rows = []
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The reliability figures of this run: one line per case, then the counts."""
+    rows = config.reliability_rows
+    if not rows:
+        return
+    terminalreporter.section('reliability')
+    width = max(len(case) for case, _, _ in rows)
+    for case, outcome, detail in rows:
+        terminalreporter.write_line(f'{case:<{width}}  {outcome:<10}  {detail[:110]}')
+    counts = {outcome: sum(1 for _, o, _ in rows if o == outcome) for outcome in
+              RELIABILITY_OUTCOMES}
+    data = counts['stopped'] + counts['handled']
+    terminalreporter.write_line(
+        f'bad-data cases tried: {data}, stopped: {counts["stopped"]}, handled: '
+        f'{counts["handled"]}; models rejected: {counts["rejected"]}; runs resumed: '
+        f'{counts["resumed"]}; same-seed runs reproduced: {counts["reproduced"]}; serving '
+        f'requests answered: {counts["served"]}, refused: {counts["refused"]}')

@@ -5,10 +5,12 @@ import json
 import pytest
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx.components.statistics_gen.stats_artifact_utils import BINARY_PB_BASENAME
 from tfx.types import standard_artifacts
 
 from components.anomalies_gate import (ANOMALIES_FILE, AnomaliesGate, DataAnomaliesError,
                                        describe_anomalies)
+from conftest import SCHEMA_PATH
 from simulator.funnel import simulate
 
 
@@ -64,29 +66,74 @@ def test_dataset_anomalies_and_reasonless_features_are_described():
         "split 'train', whole dataset: Low count: Only 3 examples."]
 
 
-def _anomalies_artifact(root, per_split):
-    artifact = standard_artifacts.ExampleAnomalies()
+def _split_artifact(artifact, root, per_split, file_name):
+    """`artifact` at `root` holding one serialized proto per split, as TFX lays it out."""
     artifact.uri = str(root)
     artifact.split_names = json.dumps(sorted(per_split))
-    for split, anomalies in per_split.items():
+    for split, proto in per_split.items():
         folder = root / f'Split-{split}'
         folder.mkdir(parents=True)
-        (folder / ANOMALIES_FILE).write_bytes(anomalies.SerializeToString())
+        (folder / file_name).write_bytes(proto.SerializeToString())
     return artifact
 
 
-def test_gate_stops_the_run_on_anomalies(tmp_path, clean_anomalies, bad_anomalies):
+def _gate(root, anomalies, statistics, previous_statistics=None):
+    """Calls the gate on real per-split files, with `previous_statistics` (if any) as the drift
+    baseline; returns the baseline folder."""
+    baseline = root / 'baseline'
+    if previous_statistics:
+        _split_artifact(standard_artifacts.ExampleStatistics(), baseline, previous_statistics,
+                        BINARY_PB_BASENAME)
+    schema = standard_artifacts.Schema()
+    schema.uri = str(SCHEMA_PATH.parent)
+    AnomaliesGate.test_call(
+        anomalies=_split_artifact(standard_artifacts.ExampleAnomalies(), root / 'anomalies',
+                                  anomalies, ANOMALIES_FILE),
+        statistics=_split_artifact(standard_artifacts.ExampleStatistics(), root / 'statistics',
+                                   statistics, BINARY_PB_BASENAME),
+        schema=schema, baseline_dir=str(baseline))
+    return baseline
+
+
+def test_gate_stops_the_run_on_anomalies(tmp_path, clean_anomalies, bad_anomalies,
+                                         impressions):
     """The component raises DataAnomaliesError listing the bad split's problems, and passes
-    when every split is clean."""
-    artifact = _anomalies_artifact(tmp_path / 'bad', {'train': clean_anomalies,
-                                                      'eval': bad_anomalies})
+    when every split is clean, making its statistics the next run's drift baseline."""
+    stats = tfdv.generate_statistics_from_dataframe(impressions)
     with pytest.raises(DataAnomaliesError) as error:
-        AnomaliesGate.test_call(anomalies=artifact)
+        _gate(tmp_path / 'bad', {'train': clean_anomalies, 'eval': bad_anomalies},
+              {'train': stats, 'eval': stats})
     message = str(error.value)
     assert "split 'eval', feature 'device'" in message
     assert "split 'eval', feature 'click'" in message
     assert "split 'train'" not in message
 
-    clean = _anomalies_artifact(tmp_path / 'clean', {'train': clean_anomalies,
-                                                     'eval': clean_anomalies})
-    assert AnomaliesGate.test_call(anomalies=clean) is None
+    assert not (tmp_path / 'bad' / 'baseline').exists()
+
+    baseline = _gate(tmp_path / 'clean', {'train': clean_anomalies, 'eval': clean_anomalies},
+                     {'train': stats, 'eval': stats})
+    for split in ('train', 'eval'):
+        saved = (baseline / f'Split-{split}' / BINARY_PB_BASENAME).read_bytes()
+        assert saved == stats.SerializeToString()
+
+
+def test_gate_stops_on_drift_from_the_previous_statistics(tmp_path, clean_anomalies,
+                                                          impressions):
+    """Against the last accepted statistics: a resample of the same data passes; prices in
+    cents instead of dollars and an all-mobile day stop the run, naming the split, the feature,
+    the distance and the threshold of the schema's drift comparator."""
+    previous = tfdv.generate_statistics_from_dataframe(impressions)
+    resample = impressions.sample(frac=1.0, replace=True, random_state=0)
+    shifted = impressions.assign(price=impressions['price'] * 100, device='mobile')
+    _gate(tmp_path / 'same', {'train': clean_anomalies},
+          {'train': tfdv.generate_statistics_from_dataframe(resample)}, {'train': previous})
+    with pytest.raises(DataAnomaliesError) as error:
+        _gate(tmp_path / 'shifted', {'train': clean_anomalies},
+              {'train': tfdv.generate_statistics_from_dataframe(shifted)}, {'train': previous})
+    device, price = [line for line in str(error.value).splitlines() if 'split' in line]
+    assert device.startswith("  split 'train', feature 'device': High Linfty distance")
+    assert 'above the threshold 0.1' in device and 'mobile' in device
+    assert price.startswith("  split 'train', feature 'price': High approximate Jensen-Shannon")
+    assert 'above the threshold 0.3' in price and str(tmp_path / 'shifted' / 'baseline') in price
+    saved = (tmp_path / 'shifted' / 'baseline' / 'Split-train' / BINARY_PB_BASENAME).read_bytes()
+    assert saved == previous.SerializeToString()  # a drifted run does not become the baseline

@@ -9,6 +9,8 @@ from pipeline.config import (ConfigError, EvaluationConfig, KubeflowConfig, Mode
                              PipelineConfig, VocabularyConfig, from_dict, load_config)
 from pipeline.inputs import InputDataError, check_input_files, find_spans
 
+LABELS = ('click', 'conversion')  # the simulator's raw (click, conversion) columns
+
 
 def test_defaults_are_valid():
     """With no FUNNEL_* variables the defaults load and validate."""
@@ -130,14 +132,14 @@ def test_missing_folder(tmp_path):
     """A folder that does not exist is named in the error."""
     missing = tmp_path / 'nope'
     with pytest.raises(InputDataError, match=str(missing)):
-        check_input_files(str(missing), 'csv')
+        check_input_files(str(missing), 'csv', LABELS)
 
 
 def test_empty_folder(tmp_path):
     """A folder without files (subfolders do not count) is named in the error."""
     (tmp_path / 'subdir').mkdir()
     with pytest.raises(InputDataError, match=str(tmp_path)):
-        check_input_files(str(tmp_path), 'csv')
+        check_input_files(str(tmp_path), 'csv', LABELS)
 
 
 @pytest.mark.parametrize('data_format', ['csv', 'tfrecord'])
@@ -147,7 +149,7 @@ def test_empty_file(tmp_path, data_format):
     empty = tmp_path / 'b.data'
     empty.write_bytes(b'')
     with pytest.raises(InputDataError, match=str(empty)):
-        check_input_files(str(tmp_path), data_format)
+        check_input_files(str(tmp_path), data_format, LABELS)
 
 
 @pytest.mark.parametrize('content', ['user_id,click\n', 'user_id,click', 'user_id,click\n\n'])
@@ -156,7 +158,7 @@ def test_header_only_csv(tmp_path, content):
     path = tmp_path / 'impressions.csv'
     path.write_text(content)
     with pytest.raises(InputDataError, match=str(path)):
-        check_input_files(str(tmp_path), 'csv')
+        check_input_files(str(tmp_path), 'csv', LABELS)
 
 
 def test_good_csv_files_are_listed(tmp_path):
@@ -165,7 +167,7 @@ def test_good_csv_files_are_listed(tmp_path):
         (tmp_path / name).write_text('user_id,click\nu1,0\n')
     (tmp_path / 'nested').mkdir()
     (tmp_path / 'nested' / 'c.csv').write_text('user_id,click\n')  # ignored: not read by ExampleGen
-    assert check_input_files(str(tmp_path), 'csv') == [str(tmp_path / 'a.csv'),
+    assert check_input_files(str(tmp_path), 'csv', LABELS) == [str(tmp_path / 'a.csv'),
                                                        str(tmp_path / 'b.csv')]
 
 
@@ -200,3 +202,29 @@ def test_no_span_folder_is_an_error(tmp_path):
 def test_bad_span_and_spec_settings_are_errors(env, message):
     with pytest.raises(ValueError, match=message):
         load_config(env=env)
+
+
+def test_conversion_without_click_in_tfrecords(tmp_path):
+    """The funnel rule holds for TFRecord input too: the gzipped file and record are named."""
+    import tensorflow as tf
+
+    from simulator.funnel import simulate
+    from trainer.warmup import serialize_example
+
+    rows, _ = simulate(30, seed=4)
+    rows.loc[[3, 17], ['click', 'conversion']] = [0, 1]
+    data = tmp_path / 'data'
+    data.mkdir()
+    with tf.io.TFRecordWriter(str(data / 'part-0.gz'), 'GZIP') as writer:
+        for row in rows.to_dict('records'):
+            writer.write(serialize_example(row))
+    with pytest.raises(InputDataError, match=r'part-0.gz: 2 row\(s\) with conversion = 1 '
+                                             r'but click = 0 at record\(s\) 3, 17'):
+        check_input_files(str(data), 'tfrecord', LABELS)
+
+
+def test_a_file_that_is_not_tfrecords(tmp_path):
+    (tmp_path / 'impressions.csv').write_text('user_id,click\nu1,0\n')
+    with pytest.raises(InputDataError,
+                       match='impressions.csv is not a TFRecord file of tf.Examples'):
+        check_input_files(str(tmp_path), 'tfrecord', LABELS)

@@ -121,3 +121,68 @@ def test_missing_value_differs_from_present_value(loaded, transform_run, raw_fea
         **_raw_tensors([missing, present], raw_feature_spec))
     p_click = outputs[features.P_CLICK].numpy()
     assert not np.isnan(p_click).any() and p_click[0] != p_click[1]
+
+
+# --- Serving robustness: odd but legal requests get valid probabilities, bad ones a clear error
+
+def _base_row(transform_run):
+    return {k: v for k, v in transform_run.probe_df.to_dict('records')[1].items()
+            if k not in features.LABELS}
+
+
+def robustness_requests(base_row):
+    """case -> rows that a served model must answer with valid probabilities."""
+    unseen = dict(base_row, user_id='u-never-seen', item_id='i-never-seen',
+                  item_category='c-never-seen', device='smart-tv', ad_position=49)
+    missing = dict(base_row, item_hist_ctr=float('nan'))
+    extreme = [dict(base_row, price=price, user_activity=activity, user_age=age,
+                    item_hist_ctr=ctr)
+               for price, activity, age, ctr in [(0.0, 0, 0.0, 0.0), (1e9, 2**40, 120.0, 1.0),
+                                                 (3e38, 2**62, 1e6, 1e6), (-1e9, -5, -1.0, -1.0)]]
+    return {'unseen ids in every categorical feature': [unseen],
+            'missing optional feature (item_hist_ctr)': [missing],
+            'extreme dense values': extreme,
+            'empty batch': []}
+
+
+def serve_both(model, rows, raw_feature_spec):
+    """The outputs of serving_default and serving_raw for `rows` (an empty batch allowed)."""
+    from_examples = model.signatures['serving_default'](
+        examples=tf.constant([serialize_example(row) for row in rows], tf.string))
+    from_raw = model.signatures[RAW_SIGNATURE](**{
+        name: tf.constant([row[name] for row in rows], dtype=spec.dtype, shape=[len(rows)])
+        for name, spec in raw_feature_spec.items() if name not in features.LABELS})
+    return from_examples, from_raw
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize('case', list(robustness_requests({})))
+def test_odd_requests_get_valid_probabilities(loaded, transform_run, raw_feature_spec,
+                                              reliability, case):
+    """Unseen ids (OOV buckets, even for the closed device domain), a missing optional value,
+    extreme and out-of-domain dense values, an empty batch: through both signatures, every
+    output is a probability (no NaN, in [0, 1]), p_conversion <= p_click, and both agree."""
+    rows = robustness_requests(_base_row(transform_run))[case]
+    from_examples, from_raw = serve_both(loaded, rows, raw_feature_spec)
+    for outputs in (from_examples, from_raw):
+        _check_outputs(outputs, len(rows))
+    for name in features.OUTPUTS:
+        np.testing.assert_allclose(from_examples[name], from_raw[name], rtol=1e-6, atol=1e-7)
+    reliability(case, 'served', f'{len(rows)} row(s), both signatures')
+
+
+@pytest.mark.reliability
+def test_a_request_missing_a_required_feature_is_refused(loaded, transform_run,
+                                                         raw_feature_spec, reliability):
+    """A tf.Example without `device` fails parsing with an error naming the feature; a raw
+    request without the `device` tensor fails naming the missing argument."""
+    row = {k: v for k, v in _base_row(transform_run).items() if k != 'device'}
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match='Feature: device .* is required but could not be found'):
+        loaded.signatures['serving_default'](examples=tf.constant([serialize_example(row)]))
+    with pytest.raises(TypeError, match='device'):
+        loaded.signatures[RAW_SIGNATURE](**{
+            name: tf.constant([value], dtype=raw_feature_spec[name].dtype)
+            for name, value in row.items()})
+    reliability('request missing a required feature', 'refused',
+                'InvalidArgumentError / TypeError naming `device`')

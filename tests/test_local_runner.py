@@ -47,3 +47,4 @@ def test_malformed_configuration(outputs, monkeypatch, caplog):
     assert code == 2
     assert 'FUNNEL_MODEL_NUM_EXPERTS' in message and "'four'" in message
     assert not outputs.exists()
+

@@ -1,12 +1,21 @@
 """The whole pipeline, for real (LocalDagRunner, Beam, SQLite MLMD), on a few thousand rows.
 
-Two runs share one output folder: the first trains and pushes; the second, unchanged, must
-reuse the cached steps and evaluate against the model the first one blessed. The HTML report
-is made from the second run's evaluation.
+Three runs share one output folder: the first trains and pushes; the second, unchanged, must
+reuse the cached steps and evaluate against the model the first one blessed (the HTML report
+is made from its evaluation); the third trains a
+deliberately worse candidate, which must be neither blessed nor pushed. A fourth run, in its own
+folder, is killed in the middle of the Trainer and resumed: it must reuse what had finished,
+push, and reach the first run's metrics (same seed and data).
 """
 
+import hashlib
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,31 +24,47 @@ import tensorflow_model_analysis as tfma
 
 from conftest import RAW_LABELS, assert_report_shows, run_pipeline
 from pipeline import run_outputs, summary
-from pipeline.config import EvaluationConfig, ModelConfig, load_config
+from pipeline.config import REPO_ROOT, load_config
 from report import build
 from simulator.funnel import simulate, write_dataset
 from trainer import features
 from trainer.features import RAW_SIGNATURE
 from trainer.warmup import serialize_example
+from test_export import robustness_requests, serve_both
 
 pytestmark = pytest.mark.slow
 
 ROWS = 20_000
+# Small training; a few dozen conversions in the eval split: judge the mechanics, not CVR
+# quality. Environment variables, so that a pipeline in a subprocess runs the same settings.
+SETTINGS = {'FUNNEL_MODEL_TRAIN_STEPS': '200', 'FUNNEL_MODEL_STEPS_PER_VALIDATION': '100',
+            'FUNNEL_MODEL_EVAL_STEPS': '5', 'FUNNEL_MODEL_BATCH_SIZE': '256',
+            'FUNNEL_EVALUATION_MIN_CONVERSION_AUC': '0.0', 'FUNNEL_EVALUATION_MIN_CVR_AUC': '0.0'}
+# A candidate whose learning rate is 20,000 times too small: it barely leaves its random start.
+WORSE_CANDIDATE = {'FUNNEL_MODEL_LEARNING_RATE': '1e-7'}
+# Two trainings with the same seed and data: largest AUC difference allowed per task.
+SAME_SEED_AUC_TOLERANCE = 0.001
 EXPECTED_COMPONENTS = {'CsvExampleGen', 'StatisticsGen', 'schema_importer', 'ExampleValidator',
                        'AnomaliesGate', 'Transform', 'Trainer', 'ServingContractCheck',
                        'latest_blessed_model_resolver', 'Evaluator', 'Pusher'}
 
 
+def _settings(root: Path, outputs: str = 'outputs', **extra) -> dict:
+    """The run settings on the module's data, with outputs under root / outputs."""
+    return {**SETTINGS, 'FUNNEL_DATA_ROOT': str(root / 'data' / 'examples'),
+            'FUNNEL_OUTPUT_ROOT': str(root / outputs), **extra}
+
+
 @pytest.fixture(scope='module')
-def pipeline_config(tmp_path_factory):
+def root(tmp_path_factory):
     root = tmp_path_factory.mktemp('e2e')
     write_dataset(root / 'data', rows=ROWS, seed=1)
-    return load_config(
-        env={}, data_root=str(root / 'data' / 'examples'), output_root=str(root / 'outputs'),
-        model=ModelConfig(train_steps=200, steps_per_validation=100, eval_steps=5,
-                          batch_size=256),
-        # A few dozen conversions in the eval split: judge the mechanics, not CVR quality.
-        evaluation=EvaluationConfig(min_conversion_auc=0.0, min_cvr_auc=0.0))
+    return root
+
+
+@pytest.fixture(scope='module')
+def pipeline_config(root):
+    return load_config(env=_settings(root))
 
 
 def _run(config):
@@ -57,12 +82,66 @@ def second_run(pipeline_config, first_run):
     return _run(pipeline_config)
 
 
+@pytest.fixture(scope='module')
+def worse_run(root, pipeline_config, second_run):
+    """The worse candidate in the folder of the first two runs; the serving folder's files and
+    their digests before and after."""
+    before = _serving_files(pipeline_config)
+    result = _run(load_config(env=_settings(root, **WORSE_CANDIDATE)))
+    return result, before, _serving_files(pipeline_config)
+
+
+@pytest.fixture(scope='module')
+def resumed_run(root):
+    """`python -m pipeline.local_runner` on the first run's data and settings in a fresh folder,
+    SIGKILLed once its Trainer has started training; then the same run again, in this process.
+    Returns the killed run's summary, the resumed run's summary and the config."""
+    settings = _settings(root, outputs='killed')
+    config = load_config(env=settings)
+    os.makedirs(config.output_root)
+    log_path = os.path.join(config.output_root, 'killed_run.log')
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith('FUNNEL_')}, **settings}
+    with open(log_path, 'w') as log:
+        process = subprocess.Popen([sys.executable, '-m', 'pipeline.local_runner'], cwd=REPO_ROOT,
+                                   env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        deadline = time.time() + 900
+        while 'Training with' not in Path(log_path).read_text():  # trainer/train.py's log
+            assert process.poll() is None, Path(log_path).read_text()[-3000:]
+            assert time.time() < deadline, 'the Trainer did not start within 15 minutes'
+            time.sleep(0.5)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # the runner's own process group
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    killed = summary.summarize(config)
+    return killed, _run(config), config
+
+
 def _pushed_versions(config):
     return sorted(os.listdir(config.serving_model_dir))
 
 
+def _serving_files(config):
+    """{path under the serving folder: sha256 of its content} of every file."""
+    files = {}
+    for folder, _, names in os.walk(config.serving_model_dir):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, 'rb') as f:
+                files[os.path.relpath(path, config.serving_model_dir)] = hashlib.sha256(
+                    f.read()).hexdigest()
+    return files
+
+
+def _states(run):
+    return {row['component']: row['state'] for row in run['components']}
+
+
 def test_every_component_succeeds(first_run):
-    states = {row['component']: row['state'] for row in first_run['components']}
+    states = _states(first_run)
     assert set(states) == EXPECTED_COMPONENTS
     assert set(states.values()) == {'COMPLETE'}
 
@@ -86,7 +165,7 @@ def test_evaluation_has_every_task_on_every_slice(first_run):
     assert first_run['tasks']['click']['auc'] > 0.6
 
 
-def test_pushed_model_serves_both_signatures(pipeline_config, first_run):
+def test_pushed_model_serves_both_signatures(pipeline_config, first_run, raw_feature_spec):
     model = tf.saved_model.load(first_run['pushed_to'])
     examples, _ = simulate(64, seed=99)  # fresh rows: ids the model may never have seen
     raw = examples.drop(columns=list(RAW_LABELS))
@@ -108,9 +187,18 @@ def test_pushed_model_serves_both_signatures(pipeline_config, first_run):
     for name in features.OUTPUTS:
         np.testing.assert_allclose(from_examples[name], from_raw[name], rtol=1e-5)
 
+    # The trained model on the odd requests of tests/test_export.py (unseen ids, a missing
+    # value, extreme values, an empty batch).
+    for case, rows in robustness_requests(raw.iloc[0].to_dict()).items():
+        for outputs in serve_both(model, rows, raw_feature_spec):
+            values = {name: outputs[name].numpy() for name in features.OUTPUTS}
+            for name, value in values.items():
+                assert value.shape == (len(rows),) and np.all((value >= 0) & (value <= 1)), case
+            assert np.all(values['p_conversion'] <= values['p_click']), case
+
 
 def test_unchanged_rerun_reuses_cache_and_compares_with_baseline(second_run):
-    states = {row['component']: row['state'] for row in second_run['components']}
+    states = _states(second_run)
     for cached in ('CsvExampleGen', 'StatisticsGen', 'Transform', 'Trainer'):
         assert states[cached] == 'CACHED', states
     assert states['Evaluator'] == 'COMPLETE'
@@ -130,3 +218,50 @@ def test_report_of_the_rerun_compares_with_the_baseline(pipeline_config, second_
     # The same model against itself: every AUC difference is zero.
     deltas = re.findall(r'<td class="(?:worse|better|)">([^<]*)</td>', html)
     assert len(deltas) >= len(features.OUTPUTS) and set(deltas) <= {'+0.0000', '-0.0000'}
+
+
+@pytest.mark.reliability
+def test_worse_candidate_is_neither_blessed_nor_pushed(worse_run, reliability):
+    """The Evaluator compares the candidate with the blessed model and refuses it; the Pusher
+    skips it; the serving folder keeps exactly the files it had."""
+    result, before, after = worse_run
+    assert _states(result)['Trainer'] == 'COMPLETE'  # a new model was trained and evaluated
+    assert not result['blessed'] and result['pushed_to'] is None
+    click = [failure for failure in result['blessing_failures'] if failure.startswith('p_click')]
+    assert click, result['blessing_failures']
+    assert result['tasks']['click']['auc'] < result['tasks']['click']['baseline_auc'] - 0.02
+    assert after == before and before
+    reliability('worse candidate (learning rate 1e-7)', 'rejected',
+                f"not blessed: {'; '.join(result['blessing_failures'])[:100]}")
+
+
+@pytest.mark.reliability
+def test_killed_run_resumes_from_cache_and_pushes(resumed_run, reliability):
+    """SIGKILL in the Trainer: nothing was pushed and the Trainer never completed. The rerun
+    reuses every step that had finished (MLMD state CACHED), trains, and pushes one complete
+    version; the serving folder holds nothing else."""
+    killed, resumed, config = resumed_run
+    killed_states = _states(killed)
+    assert killed_states['Trainer'] == 'RUNNING' and 'Pusher' not in killed_states
+    states = _states(resumed)
+    for step in ('CsvExampleGen', 'StatisticsGen', 'ExampleValidator', 'AnomaliesGate',
+                 'Transform'):
+        assert states[step] == 'CACHED', states
+    assert states['Trainer'] == states['Pusher'] == 'COMPLETE'
+    [version] = _pushed_versions(config)
+    assert resumed['pushed_to'] == os.path.join(config.serving_model_dir, version)
+    assert os.path.isfile(os.path.join(resumed['pushed_to'], 'saved_model.pb'))
+    reliability('pipeline SIGKILLed in the Trainer', 'resumed',
+                'rerun: ExampleGen..Transform CACHED, Trainer re-run, pushed')
+
+
+@pytest.mark.reliability
+def test_same_seed_and_data_give_the_same_metrics(first_run, resumed_run, reliability):
+    """The resumed run trained from scratch on the first run's data with its seed: every
+    task's AUC is the same within SAME_SEED_AUC_TOLERANCE."""
+    _, resumed, _ = resumed_run
+    differences = {task: abs(resumed['tasks'][task]['auc'] - metrics['auc'])
+                   for task, metrics in first_run['tasks'].items()}
+    assert max(differences.values()) <= SAME_SEED_AUC_TOLERANCE, differences
+    reliability('two trainings, same seed and data', 'reproduced', 'AUC differences: ' + ', '.join(
+        f'{task} {difference:.2g}' for task, difference in differences.items()))

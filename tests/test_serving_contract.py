@@ -153,8 +153,9 @@ def _blessing(root):
     return blessing
 
 
+@pytest.mark.reliability
 def test_component_blesses_a_good_model_and_blocks_a_broken_one(tmp_path, exported_model_dir,
-                                                                  caplog):
+                                                                  caplog, reliability):
     """In a fresh process: the real export is blessed (blessed=1, the Pusher pushes); a model
     with p_conversion > p_click is not (blessed=0, the Pusher skips it) and the log names the
     check and the request. The report is kept beside the blessing."""
@@ -175,3 +176,5 @@ def test_component_blesses_a_good_model_and_blocks_a_broken_one(tmp_path, export
     assert 'the Pusher will not push it' in caplog.text
     assert ('warmup request 0 (serving_default, batch 1): funnel order: '
             'p_conversion > p_click at rows [0]') in caplog.text
+    reliability('model breaking the funnel order', 'rejected',
+                'serving contract check: blessed = 0, the Pusher skips it')
