@@ -28,12 +28,13 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
     dataset = data_accessor.tf_dataset_factory(
         file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed),
         tft_output.transformed_metadata.schema)
-
-    def split_labels(batch: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
-        labels = {name: batch.pop(name) for name in features.LABELS}
-        return (batch, *losses.labels_for_loss(labels))
-
     return dataset.map(split_labels, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def split_labels(batch: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
+    """A batch of transformed columns -> (model inputs, labels, sample weights) for Model.fit."""
+    labels = {name: batch.pop(name) for name in features.LABELS}
+    return (batch, *losses.labels_for_loss(labels))
 
 
 def model_inputs(tft_output: tft.TFTransformOutput) -> Tuple[Dict[str, int], List[str]]:
