@@ -89,3 +89,19 @@ reliability: install
 
 clean:
 	rm -rf outputs data
+
+# Quality benchmark (bench/, issue 4): the project's models and DeepCTR's on the funnel simulator.
+# DeepCTR gets its own venv, pinned by bench/requirements-deepctr.txt (from the .in beside it).
+BENCH_DEEPCTR := .bench-venv/deepctr
+.PHONY: bench-deepctr-venv bench-quality
+bench-deepctr-venv: $(BENCH_DEEPCTR)/.installed
+
+$(BENCH_DEEPCTR)/.installed: bench/requirements-deepctr.txt | $(UV)
+	test -x $(BENCH_DEEPCTR)/bin/python || $(UV) venv --seed --python $(PYTHON) $(BENCH_DEEPCTR)
+	$(UV) pip install --python $(BENCH_DEEPCTR)/bin/python --no-deps -r bench/requirements-deepctr.txt
+	$(UV) pip check --python $(BENCH_DEEPCTR)/bin/python
+	touch $@
+
+# Also runs the MMoE-paper reproduction (bench/mmoe_paper.py) when that benchmark is present.
+bench-quality: install bench-deepctr-venv $(if $(wildcard bench/mmoe_paper.py),bench-mmoe-paper)
+	$(PY) -m bench.quality $(BENCH_ARGS)

@@ -29,7 +29,7 @@ def _raw_input_signature(spec) -> Dict[str, tf.TensorSpec]:
     return {name: tf.TensorSpec([None], feature.dtype, name=name) for name, feature in spec.items()}
 
 
-def _to_raw_feature(value: tf.Tensor, feature) -> tf.Tensor:
+def to_raw_feature(value: tf.Tensor, feature) -> tf.Tensor:
     """A [batch] request tensor in the form the Transform graph expects for this feature.
 
     Optional features are VarLenFeatures in the schema, i.e. SparseTensors; NaN marks missing.
@@ -62,7 +62,7 @@ def export_serving_model(model: tf.keras.Model, tft_output: tft.TFTransformOutpu
 
     @tf.function(input_signature=[_raw_input_signature(spec)])
     def serve_raw(raw):
-        return predict({name: _to_raw_feature(raw[name], spec[name]) for name in spec})
+        return predict({name: to_raw_feature(raw[name], spec[name]) for name in spec})
 
     model.save(export_dir, save_format='tf', signatures={
         DEFAULT_SIGNATURE: serve_tf_examples.get_concrete_function(),

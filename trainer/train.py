@@ -28,12 +28,13 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
     dataset = data_accessor.tf_dataset_factory(
         file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed),
         tft_output.transformed_metadata.schema)
-
-    def split_labels(batch: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
-        labels = {name: batch.pop(name) for name in features.LABELS}
-        return (batch, *losses.labels_for_loss(labels))
-
     return dataset.map(split_labels, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def split_labels(batch: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
+    """A batch of transformed columns -> (model inputs, labels, sample weights) for Model.fit."""
+    labels = {name: batch.pop(name) for name in features.LABELS}
+    return (batch, *losses.labels_for_loss(labels))
 
 
 def model_inputs(tft_output: tft.TFTransformOutput,
@@ -41,8 +42,8 @@ def model_inputs(tft_output: tft.TFTransformOutput,
     """Vocabulary sizes of the categorical inputs and names of the float inputs."""
     vocab_sizes = {name: tft_output.num_buckets_for_transformed_feature(name)
                    for name in spec.categorical_names}
-    spec = tft_output.transformed_feature_spec()
-    dense = sorted(name for name, feature in spec.items()
+    transformed = tft_output.transformed_feature_spec()
+    dense = sorted(name for name, feature in transformed.items()
                    if feature.dtype == tf.float32 and name not in features.LABELS)
     return vocab_sizes, dense
 
