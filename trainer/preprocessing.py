@@ -55,10 +55,14 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> D
     outputs = {}
     for column in spec.categorical:
         ids = _dense(inputs[column.name], b'' if inputs[column.name].dtype == tf.string else -1)
-        outputs[column.name] = tft.compute_and_apply_vocabulary(
-            ids, top_k=column.top_k or vocab.top_k,
-            frequency_threshold=column.frequency_threshold or vocab.frequency_threshold,
-            num_oov_buckets=vocab.num_oov_buckets, vocab_filename=column.name)
+        # Scoped by column: TFT names a vocabulary's lookup table after its graph position, and
+        # tables live as long as the process; unscoped, the third id column of one spec (a
+        # string) and of another (an int) would claim one table in a process that runs both.
+        with tf.name_scope(column.name):
+            outputs[column.name] = tft.compute_and_apply_vocabulary(
+                ids, top_k=column.top_k or vocab.top_k,
+                frequency_threshold=column.frequency_threshold or vocab.frequency_threshold,
+                num_oov_buckets=vocab.num_oov_buckets, vocab_filename=column.name)
     for column in spec.dense:
         x = inputs[column.name]
         outputs[column.name] = _normalise(x, log=column.log)
