@@ -72,20 +72,20 @@ def task_aucs(evaluation_uri: str, click_column: str) -> Dict[str, Dict[str, flo
 def summarize(config: config_lib.PipelineConfig, truth_path: Optional[str] = None) -> Dict:
     store = metadata_store.MetadataStore(sqlite_metadata_connection_config(config.metadata_path))
     evaluation = run_outputs.latest_evaluation(store)
+    click_column = config.feature_spec().click_label
     summary = {
         'components': component_times(store),
         'evaluation_uri': evaluation.uri if evaluation else None,
         'blessed': bool(evaluation and evaluation.blessed),
         'pushed_to': run_outputs.latest_pushed_model(store),
-        'tasks': (task_aucs(evaluation.uri, config.feature_spec().click_label)
-                  if evaluation else {}),
+        'tasks': task_aucs(evaluation.uri, click_column) if evaluation else {},
         'blessing_failures': (run_outputs.blessing_failures(evaluation.uri)
                               if evaluation else []),
     }
     if truth_path:
         with open(truth_path) as f:
             bayes = json.load(f)['bayes_auc']
-        for task, _, _, bayes_key in judged_tasks(config.feature_spec().click_label):
+        for task, _, _, bayes_key in judged_tasks(click_column):
             summary['tasks'].setdefault(task, {})['bayes_auc'] = bayes[bayes_key]
     return summary
 
