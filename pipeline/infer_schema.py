@@ -40,8 +40,7 @@ def apply_feature_spec(schema: schema_pb2.Schema, spec: features.FeatureSpec,
     """The spec's rules on an inferred schema; raises FeatureSpecError for a column the data
     (`source`) does not have."""
     by_name = {feature.name: feature for feature in schema.feature}
-    columns = (*spec.categorical_names, *spec.dense_names, *spec.raw_labels.values())
-    missing = [name for name in columns if name not in by_name]
+    missing = [name for name in spec.columns if name not in by_name]
     if missing:
         raise features.FeatureSpecError(
             f'Column(s) {missing} of the feature spec are not in the data {source} (which has '
@@ -72,8 +71,7 @@ def infer_schema(config: config_lib.PipelineConfig) -> schema_pb2.Schema:
     folder = config.data_root
     if config.span_folder:
         folder = list(inputs.find_spans(config.data_root, config.span_folder).values())[-1]
-    files = inputs.check_input_files(folder, config.data_format,
-                                     (spec.click_label, spec.conversion_label))
+    files = inputs.check_input_files(folder, config.data_format, spec.label_columns)
     schema_dir = os.path.dirname(config.schema_path)
     others = [name for name in (tf.io.gfile.listdir(schema_dir)
                                 if tf.io.gfile.isdir(schema_dir) else [])

@@ -152,8 +152,7 @@ def check_spec_in_schema(spec: features.FeatureSpec, schema_path: str) -> None:
     with tf.io.gfile.GFile(schema_path) as f:
         text_format.Parse(f.read(), schema)
     known = {feature.name for feature in schema.feature}
-    columns = (*spec.categorical_names, *spec.dense_names, *spec.raw_labels.values())
-    missing = [name for name in columns if name not in known]
+    missing = [name for name in spec.columns if name not in known]
     if missing:
         raise features.FeatureSpecError(
             f'Column(s) {missing} of the feature spec are not in the schema {schema_path} '

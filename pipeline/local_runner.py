@@ -32,13 +32,12 @@ def run(config: config_lib.PipelineConfig, validate_only: bool = False) -> None:
     """
     spec = config.feature_spec()
     inputs.check_spec_in_schema(spec, config.schema_path)
-    labels = (spec.click_label, spec.conversion_label)
     folders = {None: config.data_root}
     if config.span_folder:
         spans = inputs.find_spans(config.data_root, config.span_folder)
         folders = {span: spans[span] for span in list(spans)[-config.train_window_spans:]}
     files = [f for folder in folders.values()
-             for f in inputs.check_input_files(folder, config.data_format, labels)]
+             for f in inputs.check_input_files(folder, config.data_format, spec.label_columns)]
     logging.info('Pipeline %s: %d input file(s) in %s (spans: %s); outputs under %s; pushes '
                  'to %s.', config.pipeline_name, len(files), config.data_root,
                  ', '.join(map(str, folders)), config.pipeline_root, config.serving_model_dir)

@@ -78,6 +78,16 @@ class FeatureSpec:
         return tuple(feature.name for feature in self.dense)
 
     @property
+    def label_columns(self) -> Tuple[str, str]:
+        """The raw (click, conversion) label columns."""
+        return self.click_label, self.conversion_label
+
+    @property
+    def columns(self) -> Tuple[str, ...]:
+        """Every raw column the spec names: ids, dense values, labels."""
+        return (*self.categorical_names, *self.dense_names, *self.label_columns)
+
+    @property
     def raw_labels(self) -> Dict[str, str]:
         """Transformed label name -> raw label column."""
         return {CLICK_LABEL: self.click_label, CONVERSION_LABEL: self.conversion_label}
@@ -179,7 +189,7 @@ def _check_roles(spec: FeatureSpec, fail):
     if not spec.categorical and not spec.dense:
         fail('no features: list at least one categorical or dense column.')
     seen = {}
-    for role, names in (('label', (spec.click_label, spec.conversion_label)),
+    for role, names in (('label', spec.label_columns),
                         ('categorical', spec.categorical_names), ('dense', spec.dense_names)):
         for name in names:
             if name in seen:
