@@ -25,6 +25,7 @@ from deepctr.feature_column import DenseFeat, SparseFeat  # noqa: E402
 from deepctr.models.multitask import ESMM, MMOE, PLE  # noqa: E402
 
 from bench import shared  # noqa: E402
+from trainer import in_memory  # noqa: E402
 
 MODELS = ('MMOE', 'ESMM', 'PLE')
 
@@ -55,7 +56,7 @@ def train(name: str, inputs: dict, config: dict, seed: int, epochs: int, data_di
     model = build(name, inputs, config, seed)
     model.compile(tf.keras.optimizers.Adam(config['learning_rate']),
                   loss={task: 'binary_crossentropy' for task in inputs['labels']})
-    batches = shared.epoch_batches(shared.load(data_dir, 'train'), config['batch_size'],
+    batches = in_memory.epoch_batches(shared.load(data_dir, 'train'), config['batch_size'],
                                    seed).map(
         lambda batch: ({name: batch[name] for name in model.input_names},
                        {task: batch[task] for task in inputs['labels']}))

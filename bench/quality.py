@@ -87,14 +87,16 @@ def train_project(config, data_dir: str, epochs: int) -> Dict[str, np.ndarray]:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from trainer.train import build_compiled_model, split_labels
+    from trainer.in_memory import epoch_batches
+    from trainer.losses import split_labels
+    from trainer.train import build_compiled_model
 
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(config.seed)
     model = build_compiled_model(config, tft.TFTransformOutput(os.path.join(data_dir,
                                                                             'transform_fn')),
                                  load_config().feature_spec())
-    batches = shared.epoch_batches(shared.load(data_dir, 'train'), config.batch_size,
+    batches = epoch_batches(shared.load(data_dir, 'train'), config.batch_size,
                                    config.seed).map(split_labels)
     examples_per_s = shared.fit(model, batches, epochs, config.batch_size)
     outputs = shared.predict(model, shared.load(data_dir, 'test'))

@@ -2,7 +2,8 @@
 the input pipeline and the throughput measurement.
 
 Both systems train on the same in-memory arrays, batched and reshuffled every epoch the same
-way, and are timed the same way, so that examples/s compares the models, not two input pipelines.
+way (trainer/in_memory.py, which the Trainer uses too), and are timed the same way, so that
+examples/s compares the models, not two input pipelines.
 """
 
 import time
@@ -19,19 +20,6 @@ def load(data_dir: str, split: str) -> Dict[str, np.ndarray]:
     arrays = np.load(f'{data_dir}/transformed.npz')
     prefix = split + '_'
     return {name[len(prefix):]: arrays[name] for name in arrays.files if name.startswith(prefix)}
-
-
-def epoch_batches(columns: Dict[str, np.ndarray], batch_size: int, seed: int) -> tf.data.Dataset:
-    """One epoch of dict batches, in a new seeded order each epoch (a shuffle of row indices,
-    then a gather, which costs the same for every system)."""
-    tensors = {name: tf.constant(values) for name, values in columns.items()}
-    rows = len(next(iter(columns.values())))
-    return (tf.data.Dataset.range(rows)
-            .shuffle(rows, seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size)
-            .map(lambda index: {name: tf.gather(t, index) for name, t in tensors.items()},
-                 num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
 
 
 class Throughput(tf.keras.callbacks.Callback):

@@ -73,6 +73,9 @@ class ModelConfig:
     steps_per_validation: int = 250    # early stopping checks the eval loss this often
     early_stopping_patience: int = 2   # validations without improvement before stopping
     warm_start: bool = False           # start from the latest blessed model where it fits
+    # Train from memory when the transformed train split has at most this many rows (about 70
+    # bytes each with the simulator's columns): parsed once, not every epoch. 0: always stream.
+    in_memory_max_rows: int = 10_000_000
     loss: str = 'esmm'                 # one of LOSSES
     monotonic_penalty_weight: float = 1.0  # loss 'monotonic' and AITM's calibrator: weight of
     #                                        the funnel-order penalty
@@ -113,6 +116,8 @@ class ModelConfig:
                  'must be > 0')
         _require(0.0 <= self.dropout < 1.0, 'model.dropout', self.dropout, 'must be in [0, 1)')
         _require(self.embedding_l2 >= 0, 'model.embedding_l2', self.embedding_l2, 'must be >= 0')
+        _require(self.in_memory_max_rows >= 0, 'model.in_memory_max_rows',
+                 self.in_memory_max_rows, 'must be >= 0')
         _require(self.learning_rate > 0, 'model.learning_rate', self.learning_rate, 'must be > 0')
         _require(0 <= self.seed < 2**32, 'model.seed', self.seed, 'must be in [0, 2**32)')
         for name in ('click_loss_weight', 'conversion_loss_weight', 'monotonic_penalty_weight',

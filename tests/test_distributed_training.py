@@ -3,7 +3,8 @@
 Logical devices can only be configured before TensorFlow initialises its runtime, which other
 tests have done by then in the pytest process. So the training runs in a fresh process: this
 file, run as a script, prints its findings as one JSON line and the test checks them. The data
-are the tiny real Transform's outputs (tests/conftest.py), read by trainer.train.input_fn.
+are the tiny real Transform's outputs (tests/conftest.py), read as run_fn reads them
+(trainer.train.train_input: into memory, then batches gathered per replica).
 """
 
 import json
@@ -36,8 +37,7 @@ def _train_on_two_cpus(transform_fn_dir: str, examples: str, raw_rows: str,
     config = ModelConfig(num_experts=2, expert_units=(8,), tower_units=(4,), max_embedding_dim=4,
                          dense_projection_dim=4, batch_size=16, learning_rate=0.01, seed=0)
     tft_output = tft.TFTransformOutput(transform_fn_dir)
-    data = train.input_fn([examples], tfrecord_data_accessor(), tft_output, config.batch_size,
-                          config.seed)
+    data = train.train_input([examples], tfrecord_data_accessor(), tft_output, config)
 
     tf.keras.utils.set_random_seed(config.seed)
     strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])

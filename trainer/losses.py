@@ -56,6 +56,12 @@ def labels_for_loss(labels: Dict[str, tf.Tensor]) -> Tuple[Dict[str, tf.Tensor],
             {features.P_CVR: tf.math.divide_no_nan(click, tf.reduce_mean(click))})
 
 
+def split_labels(batch: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
+    """A batch of transformed columns -> (model inputs, labels, sample weights) for Model.fit."""
+    labels = {name: batch.pop(name) for name in features.LABELS}
+    return (batch, *labels_for_loss(labels))
+
+
 @tf.keras.utils.register_keras_serializable(package='funnel')
 class MonotonicityPenalty(tf.keras.layers.Layer):
     """Passes p_conversion through and adds weight * mean(relu(p_conversion - p_click)) to the

@@ -148,3 +148,14 @@ def _funnel_outputs(config: ModelConfig, click_input: tf.Tensor,
         p_conversion = tf.keras.layers.Multiply(name=features.P_CONVERSION)([p_click, p_cvr])
     return {features.P_CLICK: p_click, features.P_CVR: p_cvr,
             features.P_CONVERSION: p_conversion}
+
+
+def compile_model(funnel_model: tf.keras.Model, config: ModelConfig) -> tf.keras.Model:
+    """Adam, the funnel loss of `config` and an AUC per trained output."""
+    loss, loss_weights = losses.funnel_loss(config)
+    # Weighted, so that p_cvr's AUC (naive loss) is over clicked impressions, like its loss.
+    funnel_model.compile(
+        optimizer=tf.keras.optimizers.Adam(config.learning_rate),
+        loss=loss, loss_weights=loss_weights,
+        weighted_metrics={output: [tf.keras.metrics.AUC(name='auc')] for output in loss})
+    return funnel_model

@@ -2,15 +2,18 @@
 
 import logging
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from pipeline.config import ModelConfig, from_dict
-from trainer import export, features, losses, model, warm_start
+from trainer import export, features, in_memory, losses, model, warm_start
+
+LOAD_BATCH_SIZE = 8192  # examples parsed per step when reading the train split into memory
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -24,17 +27,48 @@ def distribution_strategy() -> tf.distribute.Strategy:
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tft_output: tft.TFTransformOutput, batch_size: int, seed: int) -> tf.data.Dataset:
     """Endless (num_epochs=None), shuffled batches of (transformed features, labels per output,
-    sample weights per output)."""
+    sample weights per output), parsed from the files as they are read."""
     dataset = data_accessor.tf_dataset_factory(
         file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed),
         tft_output.transformed_metadata.schema)
-    return dataset.map(split_labels, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.map(losses.split_labels, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def split_labels(batch: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
-    """A batch of transformed columns -> (model inputs, labels, sample weights) for Model.fit."""
-    labels = {name: batch.pop(name) for name in features.LABELS}
-    return (batch, *losses.labels_for_loss(labels))
+def train_input(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
+                tft_output: tft.TFTransformOutput, config: ModelConfig) -> tf.data.Dataset:
+    """input_fn's batches, from memory when the split has at most config.in_memory_max_rows
+    rows (see trainer/in_memory.py for why), else streamed from the files."""
+    columns = (load_columns(file_pattern, data_accessor, tft_output, config.in_memory_max_rows)
+               if config.in_memory_max_rows else None)
+    if columns is None:
+        return input_fn(file_pattern, data_accessor, tft_output, config.batch_size, config.seed)
+    return (in_memory.epoch_batches(columns, config.batch_size, config.seed).repeat()
+            .map(losses.split_labels, num_parallel_calls=tf.data.AUTOTUNE))
+
+
+def load_columns(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
+                 tft_output: tft.TFTransformOutput,
+                 max_rows: int) -> Optional[Dict[str, np.ndarray]]:
+    """The transformed examples, read once, as one array per column; None (nothing kept) as
+    soon as there are more than `max_rows`."""
+    start = time.time()
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=LOAD_BATCH_SIZE, num_epochs=1,
+                                                     shuffle=False),
+        tft_output.transformed_metadata.schema)
+    parts, rows = {}, 0
+    for batch in dataset.take(max_rows // LOAD_BATCH_SIZE + 1).as_numpy_iterator():
+        rows += len(next(iter(batch.values())))
+        if rows > max_rows:
+            logging.info('The train split has more than %d rows (model.in_memory_max_rows): '
+                         'training streams it from the files.', max_rows)
+            return None
+        for name, values in batch.items():
+            parts.setdefault(name, []).append(values)
+    columns = {name: np.concatenate(values) for name, values in parts.items()}
+    logging.info('Read the %d train examples into memory (%.0f MB) in %.1f s.', rows,
+                 sum(values.nbytes for values in columns.values()) / 2**20, time.time() - start)
+    return columns
 
 
 def model_inputs(tft_output: tft.TFTransformOutput,
@@ -52,14 +86,8 @@ def build_compiled_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
                          spec: features.FeatureSpec) -> tf.keras.Model:
     vocab_sizes, dense = model_inputs(tft_output, spec)
     embedding_dims = {f.name: f.embedding_dim for f in spec.categorical if f.embedding_dim}
-    funnel_model = model.build_model(config, vocab_sizes, dense, embedding_dims)
-    loss, loss_weights = losses.funnel_loss(config)
-    # Weighted, so that p_cvr's AUC (naive loss) is over clicked impressions, like its loss.
-    funnel_model.compile(
-        optimizer=tf.keras.optimizers.Adam(config.learning_rate),
-        loss=loss, loss_weights=loss_weights,
-        weighted_metrics={output: [tf.keras.metrics.AUC(name='auc')] for output in loss})
-    return funnel_model
+    return model.compile_model(model.build_model(config, vocab_sizes, dense, embedding_dims),
+                               config)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -68,8 +96,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     spec = features.FeatureSpec.from_dict(fn_args.custom_config['features'])
     tf.keras.utils.set_random_seed(config.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    train_data = input_fn(fn_args.train_files, fn_args.data_accessor, tft_output,
-                          config.batch_size, config.seed)
+    train_data = train_input(fn_args.train_files, fn_args.data_accessor, tft_output, config)
     eval_data = input_fn(fn_args.eval_files, fn_args.data_accessor, tft_output,
                          config.batch_size, config.seed)
 

@@ -1,0 +1,85 @@
+"""The Trainer's training input: the transformed train split read into memory once, or streamed
+from the files when it has more rows than model.in_memory_max_rows; both yield the same rows."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from conftest import tfrecord_data_accessor, write_transformed_examples
+from pipeline.config import ModelConfig
+from trainer import features, train
+
+BATCH = 8
+
+
+@pytest.fixture(scope='module')
+def rows(transform_run):
+    """The tiny Transform's train rows, whole batches of them."""
+    return transform_run.train_rows[:len(transform_run.train_rows) // BATCH * BATCH]
+
+
+@pytest.fixture(scope='module')
+def examples(transform_run, rows, tmp_path_factory):
+    path = tmp_path_factory.mktemp('examples') / 'transformed.tfrecord.gz'
+    write_transformed_examples(rows, transform_run.tft_output, path)
+    return str(path)
+
+
+def _rows(columns) -> list:
+    """Rows as sortable tuples, every column in name order."""
+    names = sorted(columns)
+    return sorted(zip(*(np.asarray(columns[name]).tolist() for name in names)))
+
+
+def _epoch(dataset, rows: int) -> dict:
+    """One epoch (rows / BATCH batches) of (inputs, labels, weights) as columns."""
+    batches = list(dataset.take(rows // BATCH).as_numpy_iterator())
+    assert all(len(labels[features.P_CLICK]) == BATCH for _, labels, _ in batches)
+    columns = {name: np.concatenate([inputs[name] for inputs, _, _ in batches])
+               for name in batches[0][0]}
+    columns.update({label: np.concatenate([labels[output] for _, labels, _ in batches])
+                    for output, label in ((features.P_CLICK, features.CLICK_LABEL),
+                                          (features.P_CONVERSION, features.CONVERSION_LABEL))})
+    return columns
+
+
+def test_load_columns_reads_every_row(transform_run, rows, examples):
+    columns = train.load_columns([examples], tfrecord_data_accessor(), transform_run.tft_output,
+                                 max_rows=10_000)
+    expected = rows
+    assert set(columns) == set(transform_run.tft_output.transformed_feature_spec())
+    assert all(len(values) == len(expected) for values in columns.values())
+    assert _rows(columns) == _rows({name: [row[name] for row in expected] for name in columns})
+
+
+def test_load_columns_gives_up_above_max_rows(transform_run, rows, examples):
+    accessor, output = tfrecord_data_accessor(), transform_run.tft_output
+    assert train.load_columns([examples], accessor, output, max_rows=len(rows) - 1) is None
+    assert len(train.load_columns([examples], accessor, output, max_rows=len(rows))[
+        features.CLICK_LABEL]) == len(rows)
+
+
+def test_in_memory_epochs_hold_every_row_once_in_a_new_order(transform_run, rows, examples):
+    config = ModelConfig(batch_size=BATCH, seed=0)
+    dataset = train.train_input([examples], tfrecord_data_accessor(), transform_run.tft_output,
+                                config)
+    first = _epoch(dataset, len(rows))
+    second = _epoch(dataset.skip(len(rows) // BATCH), len(rows))
+    loaded = train.load_columns([examples], tfrecord_data_accessor(), transform_run.tft_output,
+                                max_rows=10_000)
+    assert _rows(first) == _rows(loaded) == _rows(second)
+    assert any(not np.array_equal(first[name], second[name]) for name in first)
+
+
+def test_streamed_and_in_memory_inputs_have_the_same_structure(transform_run, examples):
+    config = ModelConfig(batch_size=BATCH, seed=0)
+    accessor, output = tfrecord_data_accessor(), transform_run.tft_output
+    in_memory = next(iter(train.train_input([examples], accessor, output, config)))
+    streamed = next(iter(train.train_input([examples], accessor, output,
+                                           dataclasses.replace(config, in_memory_max_rows=0))))
+    for memory_part, streamed_part in zip(in_memory, streamed):
+        assert set(memory_part) == set(streamed_part)
+        for name in memory_part:
+            assert memory_part[name].shape == streamed_part[name].shape == (BATCH,), name
+            assert memory_part[name].dtype == streamed_part[name].dtype, name
