@@ -21,7 +21,7 @@ from conftest import SPEC
 from components.serving_contract import REPORT_FILE, ServingContractCheck
 from components.warmup_replay import replay
 from trainer import features, warmup
-from trainer.export import _serving_feature_spec
+from trainer.export import serving_feature_spec
 
 
 def test_export_ships_prediction_logs_for_both_signatures(exported_model_dir, transform_run):
@@ -32,7 +32,7 @@ def test_export_ships_prediction_logs_for_both_signatures(exported_model_dir, tr
             for record in tf.data.TFRecordDataset(path)]
     assert {log.WhichOneof('log_type') for log in logs} == {'predict_log'}
     requests = [log.predict_log.request for log in logs]
-    spec = _serving_feature_spec(transform_run.tft_output, SPEC)
+    spec = serving_feature_spec(transform_run.tft_output, SPEC)
     for request, (size, signature) in zip(requests, [
             (size, signature) for size in warmup.BATCH_SIZES
             for signature in (features.DEFAULT_SIGNATURE, features.RAW_SIGNATURE)], strict=True):
@@ -48,7 +48,7 @@ def test_warmup_rows_are_valid_and_cover_known_unseen_and_missing(transform_run,
     """One row of the most frequent ids, one of never-seen ids with item_hist_ctr missing; both
     valid against schema/schema.pbtxt in the SERVING environment (TFDV finds no anomaly)."""
     known, unseen = warmup.example_rows(transform_run.tft_output,
-                                        _serving_feature_spec(transform_run.tft_output, SPEC),
+                                        serving_feature_spec(transform_run.tft_output, SPEC),
                                         SPEC.categorical_names)
     assert known['user_id'] == 'u_hot'  # the most frequent user of the tiny Transform run
     assert unseen['user_id'] == unseen['item_id'] == warmup.UNSEEN_ID

@@ -17,7 +17,7 @@ from trainer import features, warmup
 from trainer.features import DEFAULT_SIGNATURE, EXAMPLES_INPUT, RAW_SIGNATURE
 
 
-def _serving_feature_spec(tft_output: tft.TFTransformOutput,
+def serving_feature_spec(tft_output: tft.TFTransformOutput,
                           feature_spec: features.FeatureSpec) -> Dict[str, tf.io.FixedLenFeature]:
     """The raw feature spec of the model's features: no labels, which are not known at serving
     time, and no column the feature spec leaves out."""
@@ -49,7 +49,7 @@ def export_serving_model(model: tf.keras.Model, tft_output: tft.TFTransformOutpu
                          export_dir: str, feature_spec: features.FeatureSpec) -> None:
     """Saves `model` with the Transform graph attached, both serving signatures and warmup."""
     model.tft_layer = tft_output.transform_features_layer()  # tracked, so its assets are saved
-    spec = _serving_feature_spec(tft_output, feature_spec)
+    spec = serving_feature_spec(tft_output, feature_spec)
 
     def predict(raw_features):
         transformed = model.tft_layer(raw_features)

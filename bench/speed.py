@@ -1,0 +1,437 @@
+"""The performance benchmark (issue 7): the pipeline's speed, memory and scaling, side by side.
+
+    make bench        # or: python -m bench.speed [--rows 10000,100000,1000000] [--epochs 2]
+
+Every figure is a ratio of two things measured in the same run, since the machine is shared:
+
+1. The whole pipeline (`python -m pipeline.local_runner`, fresh output root, no cache) at each
+   size, with each component's time from ML Metadata (execution create -> last update) and the
+   peak memory of its process tree, against `bench/plain_script.py` doing the same work by hand
+   (pandas, numpy, the same Keras model, steps and batch size, sklearn AUC).
+2. Trainer input throughput: examples/s of `trainer.train.input_fn` over the run's transformed
+   TFRecords against the same model on the same examples already in memory (the ceiling).
+3. Transform rows/s: the largest size again up to the Transform, with Beam's DirectRunner in
+   multi-processing mode over every core, against the in-process run of 1.
+4. Serving: p50/p99 latency of the pushed model's serving_default signature (serialized
+   tf.Examples in, the Transform graph inside) at several batch sizes, against the bare Keras
+   model on already-transformed tensors.
+
+It prints a markdown table and writes it to bench/results/speed.md.
+"""
+
+import argparse
+import datetime
+import glob
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+import psutil
+
+from bench import shared
+from bench.quality import machine
+from pipeline.config import REPO_ROOT, load_config
+
+TRAIN_SHARE = 0.8          # the pipeline's train:eval hash buckets are 4:1
+SERVING_BATCHES = (1, 64, 512)
+SERVING_CALLS = {1: 400, 64: 200, 512: 60}
+CEILING = 'ceiling: the same examples already in memory'
+TRAINER_INPUT = 'Trainer, default: read into memory once (read time included)'
+MULTI_PROCESSING = ('--direct_running_mode=multi_processing',
+                    f'--direct_num_workers={os.cpu_count()}')
+BEAM_COMPONENTS = ('CsvExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
+
+# Targets of issue 7.
+MAX_PIPELINE_RATIO = 3.0
+MAX_PEAK_GB = 8.0
+MIN_INPUT_RATIO = 0.8
+MAX_SERVING_RATIO = 2.0
+
+
+def train_steps(rows: int, epochs: int, batch_size: int) -> int:
+    """Steps of `epochs` passes over the train split (4/5 of the rows)."""
+    return max(1, -(-int(rows * TRAIN_SHARE) * epochs // batch_size))
+
+
+class PeakMemory:
+    """Peak resident memory of a process and its children, sampled every 0.2 s."""
+
+    def __init__(self, pid: int):
+        self.process, self.peak = psutil.Process(pid), 0
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self):
+        while True:
+            try:
+                tree = [self.process] + self.process.children(recursive=True)
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in tree))
+            except psutil.NoSuchProcess:
+                return
+            time.sleep(0.2)
+
+    @property
+    def gb(self) -> float:
+        return self.peak / 2**30
+
+
+def timed_process(args: List[str], env: Dict[str, str], log_path: str) -> Dict:
+    """Runs a command to completion; its wall time and peak memory. Its output goes to log_path."""
+    start = time.perf_counter()
+    with open(log_path, 'w') as log:
+        process = subprocess.Popen(args, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        memory = PeakMemory(process.pid)
+        if process.wait() != 0:
+            raise RuntimeError(f'{" ".join(args)} failed (exit {process.returncode}); see '
+                               f'{log_path}')
+    memory.thread.join(timeout=1)
+    return {'seconds': time.perf_counter() - start, 'peak_gb': memory.gb}
+
+
+def pipeline_env(data_dir: str, output_root: str, steps: int,
+                 beam_args: Optional[tuple] = None) -> Dict[str, str]:
+    """FUNNEL_* settings of a benchmark run: its own outputs, a fixed number of steps (no early
+    stop, so that the plain script does the same training)."""
+    env = {'FUNNEL_DATA_ROOT': data_dir, 'FUNNEL_OUTPUT_ROOT': output_root,
+           'FUNNEL_MODEL_TRAIN_STEPS': str(steps),
+           'FUNNEL_MODEL_EARLY_STOPPING_PATIENCE': str(steps)}
+    if beam_args:
+        env['FUNNEL_BEAM_PIPELINE_ARGS'] = ','.join(beam_args)
+    return env
+
+
+def run_summary(config) -> Dict:
+    """The run's component times (from ML Metadata) and its Evaluator's AUCs."""
+    from pipeline import summary
+
+    result = summary.summarize(config)
+    return {'components': {row['component']: row['seconds'] for row in result['components']},
+            'auc': {task: values.get('auc') for task, values in result['tasks'].items()}}
+
+
+def simulated_data(rows: int, seed: int) -> str:
+    """The folder `make data ROWS=rows` makes (made here if missing)."""
+    out = os.path.join(REPO_ROOT, 'data', f'simulated-{rows}-seed{seed}')
+    if not os.path.exists(os.path.join(out, 'truth', 'summary.json')):
+        subprocess.run([sys.executable, '-m', 'simulator', '--rows', str(rows), '--seed',
+                        str(seed), '--out', out], check=True, cwd=REPO_ROOT)
+    return os.path.join(out, 'examples')
+
+
+def run_size(rows: int, epochs: int, work_dir: str) -> Dict:
+    """The pipeline and the plain script on one data size, one after the other."""
+    data_dir = simulated_data(rows, 0)
+    steps = train_steps(rows, epochs, load_config().model.batch_size)
+    output_root = os.path.join(work_dir, f'pipeline-{rows}')
+    logging.info('%d rows: the pipeline (%d training steps)...', rows, steps)
+    pipeline = timed_process([sys.executable, '-m', 'pipeline.local_runner'],
+                             pipeline_env(data_dir, output_root, steps),
+                             os.path.join(work_dir, f'pipeline-{rows}.log'))
+    config = load_config(pipeline_env(data_dir, output_root, steps))
+    pipeline.update(run_summary(config))
+    logging.info('%d rows: pipeline %.0f s, %.1f GB; the plain script...', rows,
+                 pipeline['seconds'], pipeline['peak_gb'])
+    result_path = os.path.join(work_dir, f'plain-{rows}.json')
+    script = timed_process(
+        [sys.executable, '-m', 'bench.plain_script', '--data', data_dir, '--train-steps',
+         str(steps), '--model-dir', os.path.join(work_dir, f'plain-{rows}-model'), '--out',
+         result_path], {}, os.path.join(work_dir, f'plain-{rows}.log'))
+    with open(result_path) as f:
+        script.update(json.load(f))
+    logging.info('%d rows: plain script %.0f s, %.1f GB', rows, script['seconds'],
+                 script['peak_gb'])
+    return {'rows': rows, 'steps': steps, 'pipeline': pipeline, 'script': script,
+            'config': config}
+
+
+def multi_processing_transform(rows: int, epochs: int, work_dir: str) -> Dict:
+    """The pipeline up to the Transform with Beam's multi-processing DirectRunner."""
+    data_dir = simulated_data(rows, 0)
+    steps = train_steps(rows, epochs, load_config().model.batch_size)
+    env = pipeline_env(data_dir, os.path.join(work_dir, f'multi-{rows}'), steps, MULTI_PROCESSING)
+    logging.info('%d rows: the pipeline up to the Transform, %s...', rows, MULTI_PROCESSING)
+    run = timed_process([sys.executable, '-m', 'bench.speed', '--to-transform'], env,
+                        os.path.join(work_dir, f'multi-{rows}.log'))
+    run['components'] = run_summary(load_config(env))['components']
+    return run
+
+
+def run_to_transform() -> None:
+    """In a child process: the pipeline of the FUNNEL_* environment, up to the Transform."""
+    from tfx import v1 as tfx
+    from tfx.orchestration import pipeline as pipeline_py
+
+    from pipeline.graph import create_pipeline
+
+    config = load_config()
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata),
+                                           run_options=pipeline_py.RunOptions(
+                                               to_nodes=['Transform']))
+
+
+def output_uri(config, component: str, key: str, split: str = '') -> str:
+    """The folder of a component's output (latest run), or one split of it."""
+    from ml_metadata import metadata_store
+    from tfx.orchestration.metadata import sqlite_metadata_connection_config
+
+    store = metadata_store.MetadataStore(sqlite_metadata_connection_config(config.metadata_path))
+    prefix = os.path.join(config.pipeline_root, component, key, '')
+    uri = max((a for a in store.get_artifacts() if a.uri.startswith(prefix)),
+              key=lambda a: a.create_time_since_epoch).uri
+    return os.path.join(uri, f'Split-{split}') if split else uri
+
+
+def input_throughput(config) -> Dict[str, float]:
+    """Training examples/s of the run's model and steps: the Trainer's input (from memory after
+    one read of the files, the read included; and streamed from the files) against the same
+    examples already in memory (the ceiling)."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    from tfx_bsl.public import tfxio
+
+    from trainer import in_memory, train
+    from trainer.losses import split_labels
+
+    model_config, spec = config.model, config.feature_spec()
+    tft_output = tft.TFTransformOutput(output_uri(config, 'Transform', 'transform_graph'))
+    files = [os.path.join(output_uri(config, 'Transform', 'transformed_examples', 'train'), '*')]
+    accessor = argparse.Namespace(tf_dataset_factory=lambda pattern, options, schema:
+                                  tfxio.TFExampleRecord(pattern, schema=schema)
+                                  .TensorFlowDataset(options))
+    columns = train.load_columns(files, accessor, tft_output, model_config.in_memory_max_rows)
+    inputs = {
+        CEILING: lambda: in_memory.epoch_batches(
+            columns, model_config.batch_size, model_config.seed).repeat().map(split_labels),
+        TRAINER_INPUT: lambda: train.train_input(
+            files, accessor, tft_output, model_config),
+        'Trainer, streamed from the files (model.in_memory_max_rows=0)': lambda: train.input_fn(
+            files, accessor, tft_output, model_config.batch_size, model_config.seed),
+    }
+    result = {}
+    for name, make_batches in inputs.items():
+        tf.keras.utils.set_random_seed(model_config.seed)
+        model = train.build_compiled_model(model_config, tft_output, spec)
+        start = time.perf_counter()
+        batches = make_batches()
+        prepare = time.perf_counter() - start
+        throughput = shared.Throughput(model_config.batch_size)
+        model.fit(batches, steps_per_epoch=model_config.train_steps, epochs=1, verbose=0,
+                  callbacks=[throughput])
+        timed = (model_config.train_steps - throughput.warmup) * model_config.batch_size
+        result[name] = timed / (timed / throughput.examples_per_s + prepare)
+        logging.info('Trainer input, %s: %.0f examples/s', name, result[name])
+    return result
+
+
+def serving_latency(config) -> Dict[int, Dict[str, float]]:
+    """p50/p99 ms per batch size: the serving signature vs the bare model, calls interleaved."""
+    import tensorflow as tf
+
+    import tensorflow_transform as tft
+
+    from trainer import features
+    from trainer import layers, losses  # noqa: F401 (registers the custom layers for loading)
+    from trainer.export import serving_feature_spec
+
+    model_dir = os.path.join(output_uri(config, 'Trainer', 'model'), 'Format-Serving')
+    exported = tf.saved_model.load(model_dir)
+    signature = exported.signatures[features.DEFAULT_SIGNATURE]
+    model = tf.keras.models.load_model(model_dir)
+    bare = tf.function(lambda inputs: model(inputs, training=False))
+    raw_spec = serving_feature_spec(tft.TFTransformOutput(
+        output_uri(config, 'Transform', 'transform_graph')), config.feature_spec())
+    eval_files = glob.glob(os.path.join(output_uri(config, 'CsvExampleGen', 'examples', 'eval'),
+                                        '*'))
+    serialized = [record.numpy() for record in tf.data.TFRecordDataset(
+        eval_files, compression_type='GZIP').take(max(SERVING_BATCHES))]
+    result = {}
+    for batch_size in SERVING_BATCHES:
+        examples = tf.constant(serialized[:batch_size])
+        transformed = exported.tft_layer(tf.io.parse_example(examples, raw_spec))
+        inputs = {name: transformed[name] for name in model.input_names}
+        calls = {'signature': lambda: signature(examples=examples),
+                 'bare model': lambda: bare(inputs)}
+        times = {name: [] for name in calls}
+        for _ in range(5):  # tracing and warm-up
+            for call in calls.values():
+                call()
+        for _ in range(SERVING_CALLS[batch_size]):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                tf.nest.map_structure(lambda t: t.numpy(), call())
+                times[name].append((time.perf_counter() - start) * 1000)
+        result[batch_size] = {f'{name} p{q}': float(np.percentile(values, q))
+                              for name, values in times.items() for q in (50, 99)}
+        logging.info('Serving, batch %d: %s', batch_size, result[batch_size])
+    return result
+
+
+# --- The report ----------------------------------------------------------------------------------
+
+def verdict(ok: bool) -> str:
+    return 'met' if ok else 'MISSED'
+
+
+def pipeline_table(sizes: List[Dict]) -> List[str]:
+    lines = ['| rows | training steps | pipeline s | plain script s | pipeline / script | '
+             'pipeline peak GB | script peak GB | pipeline click / conversion AUC | '
+             'script click / conversion AUC |', '|---' * 9 + '|']
+    for size in sizes:
+        p, s = size['pipeline'], size['script']
+        lines.append(
+            f'| {size["rows"]:,} | {size["steps"]} | {p["seconds"]:.0f} | {s["seconds"]:.0f} | '
+            f'{p["seconds"] / s["seconds"]:.1f} | {p["peak_gb"]:.2f} | {s["peak_gb"]:.2f} | '
+            f'{p["auc"].get("click", float("nan")):.4f} / '
+            f'{p["auc"].get("conversion", float("nan")):.4f} | '
+            f'{s["auc"]["p_click"]:.4f} / {s["auc"]["p_conversion"]:.4f} |')
+    return lines
+
+
+def component_table(sizes: List[Dict]) -> List[str]:
+    """Seconds per component (ML Metadata), the components that take time, in pipeline order."""
+    components = [c for c in sizes[-1]['pipeline']['components']
+                  if any(size['pipeline']['components'].get(c, 0) >= 1 for size in sizes)]
+    lines = [f'| rows | {" | ".join(components)} | all components | process wall |',
+             '|---' * (len(components) + 3) + '|']
+    for size in sizes:
+        times = size['pipeline']['components']
+        lines.append(f'| {size["rows"]:,} | ' + ' | '.join(
+            f'{times.get(c, 0):.1f}' for c in components)
+            + f' | {sum(times.values()):.0f} | {size["pipeline"]["seconds"]:.0f} |')
+    script = sizes[-1]['script']
+    lines += ['', f'Plain script at {sizes[-1]["rows"]:,} rows, seconds per stage: ' + ', '.join(
+        f'{stage} {seconds:.1f}' for stage, seconds in script['stage_seconds'].items()) + '.']
+    return lines
+
+
+def transform_table(size: Dict, multi: Dict) -> List[str]:
+    lines = ['| component | rows/s, in-process DirectRunner | rows/s, multi-processing, '
+             f'{os.cpu_count()} workers | multi / in-process |', '|---' * 4 + '|']
+    for component in BEAM_COMPONENTS[:3]:
+        single = size['pipeline']['components'].get(component)
+        parallel = multi['components'].get(component)
+        if single and parallel:
+            lines.append(f'| {component} | {size["rows"] / single:,.0f} | '
+                         f'{size["rows"] / parallel:,.0f} | {single / parallel:.2f} |')
+    return lines + ['', f'Peak memory of the multi-processing run up to the Transform: '
+                    f'{multi["peak_gb"]:.2f} GB.']
+
+
+def serving_table(serving: Dict[int, Dict[str, float]]) -> List[str]:
+    lines = ['| batch | signature p50 ms | signature p99 ms | bare model p50 ms | '
+             'bare model p99 ms | signature / bare (p50) |', '|---' * 6 + '|']
+    for batch, t in serving.items():
+        lines.append(f'| {batch} | {t["signature p50"]:.2f} | {t["signature p99"]:.2f} | '
+                     f'{t["bare model p50"]:.2f} | {t["bare model p99"]:.2f} | '
+                     f'{t["signature p50"] / t["bare model p50"]:.2f} |')
+    return lines
+
+
+def target_lines(sizes: List[Dict], throughput: Dict, serving: Dict) -> List[str]:
+    largest = sizes[-1]
+    ratio = largest['pipeline']['seconds'] / largest['script']['seconds']
+    lines = [f'- {verdict(ratio <= MAX_PIPELINE_RATIO)}: pipeline at {largest["rows"]:,} rows '
+             f'within {MAX_PIPELINE_RATIO:g}x the plain script: {ratio:.1f}x.',
+             f'- {verdict(largest["pipeline"]["peak_gb"] < MAX_PEAK_GB)}: peak memory under '
+             f'{MAX_PEAK_GB:g} GB: {largest["pipeline"]["peak_gb"]:.2f} GB.']
+    if len(sizes) > 1:
+        previous = sizes[-2]
+        growth = largest['pipeline']['seconds'] / previous['pipeline']['seconds']
+        rows = largest['rows'] / previous['rows']
+        lines.append(f'- {verdict(growth <= rows)}: wall time grows no faster than linearly '
+                     f'from {previous["rows"]:,} to {largest["rows"]:,} rows: x{growth:.1f} for '
+                     f'x{rows:g} the rows.')
+    input_ratio = throughput[TRAINER_INPUT] / throughput[CEILING]
+    lines.append(f'- {verdict(input_ratio >= MIN_INPUT_RATIO)}: Trainer input pipeline at least '
+                 f'{MIN_INPUT_RATIO:g} of the in-memory ceiling: {input_ratio:.2f}.')
+    if 64 in serving:
+        serving_ratio = serving[64]['signature p50'] / serving[64]['bare model p50']
+        lines.append(f'- {verdict(serving_ratio <= MAX_SERVING_RATIO)}: serving signature at '
+                     f'batch 64 within {MAX_SERVING_RATIO:g}x the bare model (p50): '
+                     f'{serving_ratio:.2f}x.')
+    return lines
+
+
+def report(sizes: List[Dict], multi: Dict, throughput: Dict, serving: Dict, args,
+           elapsed: float) -> str:
+    largest = sizes[-1]
+    config = largest['config']
+    return '\n'.join([
+        '# Performance benchmark: the pipeline against a plain script and the compute ceiling',
+        '', f'Command: `{args.command}`  ',
+        f'Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, '
+        f'{elapsed / 60:.0f} min  ', f'Machine: {machine()}  ',
+        f'Training: {args.epochs} epoch(s) of the train split (4/5 of the rows), batch '
+        f'{config.model.batch_size}, the default model ({config.model.architecture}, '
+        f'{config.model.loss}); the pipeline validates on {config.model.eval_steps} eval batches '
+        f'every {config.model.steps_per_validation} steps, the script does not. Beam: '
+        f'{" ".join(config.beam_pipeline_args)}.', '',
+        '## Whole pipeline vs plain script', '',
+        'The pipeline: `python -m pipeline.local_runner`, fresh output root. The plain script: '
+        '`python -m bench.plain_script` (pandas, numpy, the same Keras model and steps, sklearn). '
+        'Peak memory: resident memory of the process and its children, sampled every 0.2 s. '
+        'The pipeline\'s AUCs are its Evaluator\'s (eval split); the script\'s on its own '
+        '1/5 held out.', ''] + pipeline_table(sizes) + [
+        '', '## Seconds per component (ML Metadata: execution create to last update)', '']
+        + component_table(sizes) + [
+        '', f'## Trainer input pipeline, {largest["rows"]:,} rows', '',
+        f'{config.model.train_steps} training steps of the default model (the run\'s), timed '
+        f'after {shared.WARMUP_STEPS} warm-up steps, on the run\'s transformed train split.', '',
+        '| input | examples/s | / ceiling |', '|---|---|---|'] + [
+        f'| {name} | {value:,.0f} | {value / throughput[CEILING]:.2f} |'
+        for name, value in throughput.items()] + [
+        '', f'## Beam components, {largest["rows"]:,} rows: in-process vs multi-processing', '',
+        'Rows/s = rows of the data set / the component\'s seconds.', '']
+        + transform_table(largest, multi) + [
+        '', f'## Serving latency, model of the {largest["rows"]:,}-row run', '',
+        'serving_default (serialized tf.Examples in, the Transform graph inside) against the bare '
+        'Keras model on already-transformed tensors (a tf.function), called alternately in one '
+        f'process; calls per batch size: {SERVING_CALLS}.', ''] + serving_table(serving) + [
+        '', '## Targets (issue 7)', ''] + target_lines(sizes, throughput, serving) + [''])
+
+
+def main(argv: Optional[List[str]] = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--rows', default='10000,100000,1000000',
+                        help='data sizes; the largest is the reference of parts 2-4')
+    parser.add_argument('--epochs', type=int, default=2, help='epochs of the train split')
+    parser.add_argument('--work-dir', help='where the runs write (default: a temporary folder)')
+    parser.add_argument('--out', default=os.path.join(REPO_ROOT, 'bench', 'results', 'speed.md'))
+    parser.add_argument('--to-transform', action='store_true', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.to_transform:
+        run_to_transform()
+        return ''
+    args.command = 'python -m bench.speed ' + ' '.join(argv if argv is not None else sys.argv[1:])
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        work_dir = args.work_dir or tmp
+        os.makedirs(work_dir, exist_ok=True)
+        sizes = [run_size(int(float(rows)), args.epochs, work_dir)
+                 for rows in sorted(args.rows.split(','), key=float)]
+        config = sizes[-1]['config']
+        throughput = input_throughput(config)
+        serving = serving_latency(config)
+        multi = multi_processing_transform(sizes[-1]['rows'], args.epochs, work_dir)
+    text = report(sizes, multi, throughput, serving, args, time.time() - start)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        f.write(text)
+    print(text)
+    return text
+
+
+if __name__ == '__main__':
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
+    for noisy in ('apache_beam', 'tensorflow', 'absl'):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    main()
