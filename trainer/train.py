@@ -52,7 +52,8 @@ def build_compiled_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
                          spec: features.FeatureSpec) -> tf.keras.Model:
     vocab_sizes, dense = model_inputs(tft_output, spec)
     embedding_dims = {f.name: f.embedding_dim for f in spec.categorical if f.embedding_dim}
-    funnel_model = model.build_model(config, vocab_sizes, dense, embedding_dims)
+    funnel_model = model.build_model(config, vocab_sizes, dense, embedding_dims,
+                                     spec.input_entities)
     loss, loss_weights = losses.funnel_loss(config)
     # Weighted, so that p_cvr's AUC (naive loss) is over clicked impressions, like its loss.
     funnel_model.compile(
