@@ -61,6 +61,11 @@ PROJECT_SYSTEMS = {
                                               task_weighting='uncertainty'),
     'MMoE + ESMM + GradNorm': dict(architecture='mmoe', loss='esmm', task_weighting='gradnorm'),
 }
+# The default --systems: those of the committed bench/results/quality.md (its command has no
+# --systems); the others are picked by name (make bench-tradeoffs).
+DEFAULT_PROJECT_SYSTEMS = (MAIN, 'shared-bottom + ESMM', 'PLE + ESMM', 'single-task + ESMM',
+                           'MMoE + naive', 'MMoE + monotonic',
+                           'MMoE + ESMM + uncertainty weights')
 DEEPCTR_SYSTEMS = {'DeepCTR MMOE': 'MMOE', 'DeepCTR ESMM': 'ESMM', 'DeepCTR PLE': 'PLE'}
 DEEPCTR_PYTHON = os.path.join(REPO_ROOT, '.bench-venv', 'deepctr', 'bin', 'python')
 
@@ -416,8 +421,9 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument('--seeds', type=int, default=3)
     parser.add_argument('--epochs', default=','.join(f'{r}:{e}' for r, e in DEFAULT_EPOCHS.items()),
                         help='rows:epochs,...; sizes not listed train one epoch')
-    parser.add_argument('--systems', default=','.join(list(PROJECT_SYSTEMS) + list(
-        DEEPCTR_SYSTEMS)), help='comma-separated system names')
+    parser.add_argument('--systems', default=','.join(DEFAULT_PROJECT_SYSTEMS + tuple(
+        DEEPCTR_SYSTEMS)), help='comma-separated system names, of: ' + ', '.join(
+        list(PROJECT_SYSTEMS) + list(DEEPCTR_SYSTEMS)))
     custom = parser.add_argument_group(
         'a custom project system, run next to --systems (with --systems "": alone)')
     custom.add_argument('--architecture', choices=ARCHITECTURES)
