@@ -105,3 +105,13 @@ $(BENCH_DEEPCTR)/.installed: bench/requirements-deepctr.txt | $(UV)
 # Also runs the MMoE-paper reproduction (bench/mmoe_paper.py) when that benchmark is present.
 bench-quality: install bench-deepctr-venv $(if $(wildcard bench/mmoe_paper.py),bench-mmoe-paper)
 	$(PY) -m bench.quality $(BENCH_ARGS)
+
+# Transfer gain and Pareto front (bench/tradeoffs.py) at 100k rows, ~13 min on 2 cores: every
+# architecture with its single-task baseline on 3 seeds, a click:conversion loss-weight sweep on
+# 1 seed. Results: bench/results/transfer_pareto.md and bench/results/pareto.json.
+TRADEOFF_SYSTEMS := MMoE + ESMM,shared-bottom + ESMM,PLE + ESMM,cross-stitch + ESMM,MMoE + entity experts + ESMM,AITM,single-task + ESMM,single-task + monotonic,MMoE + ESMM + GradNorm
+.PHONY: bench-tradeoffs
+bench-tradeoffs: install
+	$(PY) -m bench.quality --grid-rows 100000 --curve-rows '' --seeds 3 \
+	  --systems '$(TRADEOFF_SYSTEMS)' --loss-weights 4:1,2:1,1:1,1:2,1:4 --sweep-seeds 1 \
+	  --out bench/results/transfer_pareto.md $(BENCH_ARGS)

@@ -117,9 +117,9 @@ def run(data_dir: str, train_steps: int, model_dir: str) -> Dict:
                    for name in spec.categorical_names}
     dense = sorted(name for name in train if name not in vocab_sizes
                    and name not in features.LABELS)
-    embedding_dims = {f.name: f.embedding_dim for f in spec.categorical if f.embedding_dim}
     model = model_lib.compile_model(
-        model_lib.build_model(model_config, vocab_sizes, dense, embedding_dims), model_config)
+        model_lib.build_model(model_config, vocab_sizes, dense, spec.embedding_dims,
+                              spec.input_entities), model_config)
     rows = len(train_frame)
     epochs = -(-train_steps * model_config.batch_size // rows)
     batches = (in_memory.epoch_batches(train, model_config.batch_size, model_config.seed)

@@ -8,7 +8,14 @@ with a ModelConfig) and every DeepCTR multitask model trains on the same transfo
 system after the other. All are scored on the same held-out split: per-task AUC (sklearn) and its
 ratio to the Bayes AUC of the true probabilities on exactly those rows, calibration (mean
 prediction / mean label) and training examples/s. A learning curve of the project's MMoE + ESMM
-adds larger data sizes. The markdown tables are printed and written to --out.
+adds larger data sizes. At the largest size, the transfer gain of each multi-task system over
+its single-task baseline and, with --loss-weights, the Pareto front of click vs conversion AUC
+(bench/tradeoffs.py). The markdown tables are printed and written to --out (the Pareto points
+also as JSON, --pareto-json).
+
+--architecture, --experts, --entity-experts, --loss, --weighting and --schedule define a custom
+project system next to the named ones; a combination the configuration refuses stops the run
+with its message.
 """
 
 import argparse
@@ -18,31 +25,47 @@ import json
 import logging
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from bench import data, shared
-from pipeline.config import REPO_ROOT, load_config
+from bench import data, shared, tradeoffs
+from pipeline.config import (ARCHITECTURES, LOSSES, REPO_ROOT, SCHEDULES, TASK_WEIGHTINGS,
+                             ConfigError, load_config)
 from trainer import features
 
-# Project systems: ModelConfig overrides (every architecture with ESMM, every loss with MMoE).
+# Project systems: ModelConfig overrides (every architecture with ESMM, every loss with MMoE and
+# with the single-task networks, the learnt task weightings). --architecture etc. add a custom one.
 MAIN = 'MMoE + ESMM'
 PROJECT_SYSTEMS = {
     MAIN: dict(architecture='mmoe', loss='esmm'),
     'shared-bottom + ESMM': dict(architecture='shared_bottom', loss='esmm'),
     'PLE + ESMM': dict(architecture='ple', loss='esmm'),
+    'cross-stitch + ESMM': dict(architecture='cross_stitch', loss='esmm'),
+    # 2 shared + 1 user + 1 item expert: as many experts as MMoE + ESMM's 4.
+    'MMoE + entity experts + ESMM': dict(architecture='mmoe', loss='esmm', num_experts=2,
+                                         entity_experts=1),
+    'AITM': dict(architecture='aitm', loss='monotonic'),  # its loss: BCEs + calibrator
     'single-task + ESMM': dict(architecture='single_task', loss='esmm'),
+    'single-task + monotonic': dict(architecture='single_task', loss='monotonic'),
+    'single-task + naive': dict(architecture='single_task', loss='naive'),
     'MMoE + naive': dict(architecture='mmoe', loss='naive'),
     'MMoE + monotonic': dict(architecture='mmoe', loss='monotonic'),
     'MMoE + ESMM + uncertainty weights': dict(architecture='mmoe', loss='esmm',
                                               task_weighting='uncertainty'),
+    'MMoE + ESMM + GradNorm': dict(architecture='mmoe', loss='esmm', task_weighting='gradnorm'),
 }
+# The default --systems: those of the committed bench/results/quality.md (its command has no
+# --systems); the others are picked by name (make bench-tradeoffs).
+DEFAULT_PROJECT_SYSTEMS = (MAIN, 'shared-bottom + ESMM', 'PLE + ESMM', 'single-task + ESMM',
+                           'MMoE + naive', 'MMoE + monotonic',
+                           'MMoE + ESMM + uncertainty weights')
 DEEPCTR_SYSTEMS = {'DeepCTR MMOE': 'MMOE', 'DeepCTR ESMM': 'ESMM', 'DeepCTR PLE': 'PLE'}
 DEEPCTR_PYTHON = os.path.join(REPO_ROOT, '.bench-venv', 'deepctr', 'bin', 'python')
 
@@ -117,37 +140,91 @@ def train_deepctr(systems: List[str], config, seeds: int, data_dir: str,
                          for seed in range(seeds)] for system, model in zip(systems, models)}
 
 
-def run_size(rows: int, systems: List[str], seeds: int, epochs: int, data_root: str,
-             sim_seed: int) -> dict:
-    """Every system on one data size: the project's seed by seed, then DeepCTR's (one process)."""
+def run_project(system: str, changes: dict, data_dir: str, epochs: int, rows: int,
+                test: Dict[str, np.ndarray], bayes: Dict[str, float]) -> Dict[str, float]:
+    """One project system trained with the default ModelConfig and `changes`; its scores."""
+    start = time.time()
+    config = _config(changes)
+    result = scores(train_project(config, data_dir, epochs), test, bayes)
+    logging.info('%d rows, %s (%s): %.0f s, click AUC %.4f, conversion AUC %.4f', rows, system,
+                 ', '.join(f'{k}={v}' for k, v in changes.items()), time.time() - start,
+                 result['click AUC'], result['conversion AUC'])
+    return result
+
+
+def run_size(rows: int, systems: List[str], project: Mapping[str, dict], seeds: int,
+             epochs: int, data_root: str, sim_seed: int,
+             loss_weights: Optional[Mapping[str, Tuple[float, float]]] = None,
+             sweep_seeds: int = 1) -> dict:
+    """Every system on one data size: the project's seed by seed, then DeepCTR's (one process);
+    then, with `loss_weights`, each project system with static task weights again at each weight
+    setting (tradeoffs.parse_weights) for `sweep_seeds` seeds. `project`: system -> ModelConfig
+    changes."""
     data_dir = data.prepare(rows, sim_seed, data_root)
     test = shared.load(data_dir, 'test')
     bayes = bayes_aucs(data_dir, test)
     base = load_config().model
-    predictions = {system: [] for system in systems}
+    results = {system: [] for system in systems}
     for seed in range(seeds):
         for system in systems:
-            if system in PROJECT_SYSTEMS:
-                start = time.time()
-                config = dataclasses.replace(base, seed=seed, **PROJECT_SYSTEMS[system])
-                predictions[system].append(train_project(config, data_dir, epochs))
-                logging.info('%d rows, seed %d, %s: %.0f s', rows, seed, system,
-                             time.time() - start)
+            if system in project:
+                results[system].append(run_project(system, {**project[system], 'seed': seed},
+                                                   data_dir, epochs, rows, test, bayes))
     deepctr = [system for system in systems if system in DEEPCTR_SYSTEMS]
     if deepctr:
         start = time.time()
-        predictions.update(train_deepctr(deepctr, base, seeds, data_dir, epochs))
+        results.update({system: [scores(p, test, bayes) for p in runs] for system, runs in
+                        train_deepctr(deepctr, base, seeds, data_dir, epochs).items()})
         logging.info('%d rows, DeepCTR %s, %d seeds: %.0f s', rows, deepctr, seeds,
                      time.time() - start)
-    results = {system: [scores(p, test, bayes) for p in runs]
-               for system, runs in predictions.items()}
+    sweep = {}
+    for system in (s for s in systems if s in project and loss_weights):
+        if _config(project[system]).task_weighting == 'static':
+            sweep[system] = {
+                label: [run_project(system, {**project[system], 'seed': seed,
+                                             'click_loss_weight': click,
+                                             'conversion_loss_weight': conversion},
+                                    data_dir, epochs, rows, test, bayes)
+                        for seed in range(sweep_seeds)]
+                for label, (click, conversion) in loss_weights.items()
+                if label != tradeoffs.EQUAL_WEIGHTS}  # equal weights: the runs above
     for system, runs in results.items():
         logging.info('%d rows, %s: %s', rows, system, ', '.join(
             f'{task} AUC {np.mean([r[f"{task} AUC"] for r in runs]):.4f}' for task, *_ in TASKS))
     click = test[features.CLICK_LABEL]
     return {'rows': rows, 'train_rows': len(shared.load(data_dir, 'train')[features.CLICK_LABEL]),
             'test_rows': len(click), 'clicked_test_rows': int(click.sum()),
-            'epochs': epochs, 'bayes': bayes, 'results': results}
+            'epochs': epochs, 'bayes': bayes, 'results': results, 'sweep': sweep,
+            'sweep_seeds': sweep_seeds}
+
+
+def _config(changes: Mapping[str, object]):
+    """The validated ModelConfig of a project system; ConfigError names a bad combination."""
+    config = dataclasses.replace(load_config().model, **changes)
+    config.validate()
+    return config
+
+
+def single_task_baselines(project: Mapping[str, dict]) -> Dict[str, str]:
+    """Multi-task system -> the single-task system of the same loss (AITM's loss is the
+    monotonic one, trainer/losses.py), among `project`; systems without one are left out."""
+    def loss(changes):
+        config = _config(changes)
+        return 'monotonic' if config.architecture == 'aitm' else config.loss
+
+    single = {}
+    for system, changes in project.items():
+        if _config(changes).architecture == 'single_task':
+            single.setdefault(loss(changes), system)
+    return {system: single[loss(changes)] for system, changes in project.items()
+            if _config(changes).architecture != 'single_task' and loss(changes) in single}
+
+
+def learnt_weights(project: Mapping[str, dict]) -> Dict[str, str]:
+    """System -> how it weights its tasks, for the systems that learn their task weights."""
+    return {system: f'learnt ({config.task_weighting})' for system, config in (
+        (system, _config(changes)) for system, changes in project.items())
+        if config.task_weighting != 'static'}
 
 
 def _mean_std(values: List[float], digits: int) -> str:
@@ -219,6 +296,10 @@ def curve_table(curve: List[dict]) -> List[str]:
     return lines
 
 
+def utc_now() -> str:
+    return f'{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC'
+
+
 def machine() -> str:
     cpu = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
                 if line.startswith('model name')), platform.processor())
@@ -230,7 +311,7 @@ def report(grid: List[dict], curve: List[dict], args, elapsed: float) -> str:
     lines = [
         '# Quality benchmark: funnel simulator, project models and DeepCTR', '',
         f'Command: `{args.command}`  ',
-        f'Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, '
+        f'Date: {utc_now()}, '
         f'{elapsed / 60:.0f} min  ',
         f'Machine: {machine()} (shared with other work: examples/s are comparable within a '
         'run, not across machines)  ',
@@ -257,14 +338,80 @@ def report(grid: List[dict], curve: List[dict], args, elapsed: float) -> str:
                   f'clicked; {size["epochs"]} epochs)', ''] + size_table(size) + ['']
     if curve:
         lines += [f'## Learning curve of {MAIN}', ''] + curve_table(curve) + ['']
+    targets = target_lines(grid[0], curve) if grid else []
+    if targets:
+        lines += [f'## Targets (issue 4), at {grid[0]["rows"]:,} rows', ''] + targets + ['']
     if grid:
-        lines += [f'## Targets (issue 4), at {grid[0]["rows"]:,} rows', ''] + target_lines(
-            grid[0], curve) + ['']
+        lines += tradeoff_lines(grid[0], args)
     return '\n'.join(lines)
+
+
+def pareto_points(size: dict, args) -> List[dict]:
+    """The Pareto points of a size with a weight sweep (none without)."""
+    if not size['sweep']:
+        return []
+    return tradeoffs.pareto_points(size, learnt_weights(args.project), size['sweep_seeds'])
+
+
+def tradeoff_lines(size: dict, args) -> List[str]:
+    """The transfer gain and (with a weight sweep) the Pareto front of the main data size."""
+    lines = []
+    baselines = single_task_baselines(args.project)
+    gains = tradeoffs.transfer_gains(size['results'], baselines)
+    if gains:
+        lines += [f'## Transfer gain at {size["rows"]:,} rows', '',
+                  'AUC of each multi-task system minus that of the single-task system with the '
+                  'same loss (two networks sharing no parameter), paired by seed (same data, '
+                  'budget and seed), mean ± std over the seeds. With ESMM and the monotonic loss '
+                  'the conversion loss still reaches the click network of the single-task '
+                  'system (through p_click * p_cvr, or the calibrator), so the gain is what '
+                  'sharing parameters adds to the coupling of the loss.', ''
+                  ] + tradeoffs.transfer_table(gains, baselines) + ['']
+    points = pareto_points(size, args)
+    if points:
+        lines += [f'## Pareto front of click AUC vs conversion AUC at {size["rows"]:,} rows', '',
+                  'Each system at equal task weights (its learnt weights for uncertainty and '
+                  'GradNorm) and, with static weights, at the click : conversion loss-weight '
+                  f'ratios {", ".join(args.loss_weights)} (the two weights scaled to sum to 2); '
+                  f'mean over {size["sweep_seeds"]} seed(s). On the front: no other point is at '
+                  'least as good on both tasks and better on one. The points are in '
+                  f'`{os.path.basename(args.pareto_json)}` beside this file; the HTML report '
+                  'plots them.', ''] + tradeoffs.pareto_table(points) + ['']
+    return lines
 
 
 def _rows_list(text: str) -> List[int]:
     return [int(float(value)) for value in text.split(',') if value]
+
+
+def custom_system(args) -> Dict[str, dict]:
+    """The system that --architecture, --experts, --entity-experts, --loss, --weighting and
+    --schedule define, as {name: ModelConfig changes} (empty when none is given); raises
+    ConfigError (the configuration's own message) for a combination that cannot work."""
+    changes = {field: value for field, value in (
+        ('architecture', args.architecture), ('loss', args.loss),
+        ('task_weighting', args.weighting), ('schedule', args.schedule),
+        ('entity_experts', args.entity_experts)) if value is not None}
+    if args.experts is not None:
+        architecture = changes.get('architecture', 'mmoe')
+        if architecture not in ('mmoe', 'ple'):
+            raise ConfigError(f'--experts {args.experts}: architecture {architecture!r} has no '
+                              "experts (it sets mmoe's experts or ple's shared experts)")
+        changes['num_experts' if architecture == 'mmoe' else 'shared_experts'] = args.experts
+    if not changes:
+        return {}
+    config = _config(changes)
+    if config.entity_experts:
+        spec = load_config().feature_spec()
+        features.entity_inputs(spec.input_entities, spec.categorical_names + spec.dense_names,
+                               source=load_config().feature_spec_path)
+    n = config.entity_experts
+    name = ', '.join([f'custom: {config.architecture} + {config.loss}']
+                     + [f'{args.experts} experts'] * (args.experts is not None)
+                     + [f'{n} user + {n} item experts'] * (n > 0)
+                     + [f'{config.task_weighting} weights'] * (config.task_weighting != 'static')
+                     + [f'{config.schedule} schedule'] * (config.schedule != 'joint'))
+    return {name: changes}
 
 
 def main(argv: Optional[List[str]] = None) -> str:
@@ -276,17 +423,46 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument('--seeds', type=int, default=3)
     parser.add_argument('--epochs', default=','.join(f'{r}:{e}' for r, e in DEFAULT_EPOCHS.items()),
                         help='rows:epochs,...; sizes not listed train one epoch')
-    parser.add_argument('--systems', default=','.join(list(PROJECT_SYSTEMS) + list(
-        DEEPCTR_SYSTEMS)), help='comma-separated system names')
+    parser.add_argument('--systems', default=','.join(DEFAULT_PROJECT_SYSTEMS + tuple(
+        DEEPCTR_SYSTEMS)), help='comma-separated system names, of: ' + ', '.join(
+        list(PROJECT_SYSTEMS) + list(DEEPCTR_SYSTEMS)))
+    custom = parser.add_argument_group(
+        'a custom project system, run next to --systems (with --systems "": alone)')
+    custom.add_argument('--architecture', choices=ARCHITECTURES)
+    custom.add_argument('--experts', type=int, help="mmoe's experts or ple's shared experts")
+    custom.add_argument('--entity-experts', type=int,
+                        help='mmoe: user-side and item-side experts per side')
+    custom.add_argument('--loss', choices=LOSSES)
+    custom.add_argument('--weighting', choices=TASK_WEIGHTINGS)
+    custom.add_argument('--schedule', choices=SCHEDULES)
+    parser.add_argument('--loss-weights', default='',
+                        help='click:conversion loss-weight ratios to sweep for the Pareto front, '
+                        'e.g. 4:1,2:1,1:1,1:2,1:4 (default: no sweep, no front)')
+    parser.add_argument('--sweep-seeds', type=int, default=1,
+                        help='seeds per weight setting of the sweep (the first of --seeds)')
     parser.add_argument('--sim-seed', type=int, default=0)
     parser.add_argument('--data-root', default=os.path.join(REPO_ROOT, 'data', 'bench'))
     parser.add_argument('--out', default=os.path.join(REPO_ROOT, 'bench', 'results', 'quality.md'))
+    parser.add_argument('--pareto-json', help='where the Pareto points go (default: pareto.json '
+                        'beside --out)')
     args = parser.parse_args(argv)
-    args.command = 'python -m bench.quality ' + ' '.join(argv if argv is not None else sys.argv[1:])
+    args.command = 'python -m bench.quality ' + shlex.join(argv if argv is not None else sys.argv[1:])
+    args.pareto_json = args.pareto_json or os.path.join(
+        os.path.dirname(os.path.abspath(args.out)), 'pareto.json')
     systems = [s for s in args.systems.split(',') if s]
     unknown = set(systems) - set(PROJECT_SYSTEMS) - set(DEEPCTR_SYSTEMS)
     if unknown:
         parser.error(f'unknown systems {sorted(unknown)}')
+    try:
+        custom_systems = custom_system(args)
+        args.loss_weights = tradeoffs.parse_weights(args.loss_weights)
+    except ValueError as e:  # ConfigError, FeatureSpecError, a malformed ratio
+        parser.error(str(e))
+    if not 1 <= args.sweep_seeds <= args.seeds:
+        parser.error(f'--sweep-seeds {args.sweep_seeds} must be between 1 and --seeds')
+    systems += list(custom_systems)
+    args.project = {s: PROJECT_SYSTEMS[s] for s in systems if s in PROJECT_SYSTEMS}
+    args.project.update(custom_systems)
     if any(s in DEEPCTR_SYSTEMS for s in systems) and not os.path.exists(DEEPCTR_PYTHON):
         parser.error(f'{DEEPCTR_PYTHON} is missing: run `make bench-deepctr-venv` or leave the '
                      'DeepCTR systems out of --systems')
@@ -297,13 +473,19 @@ def main(argv: Optional[List[str]] = None) -> str:
     runs = [(rows, systems, grid) for rows in grid_rows]
     if MAIN in systems:  # the learning curve right after the main comparison
         runs[1:1] = [(rows, [MAIN], curve) for rows in _rows_list(args.curve_rows)]
-    for rows, size_systems, sizes in runs:  # the report is rewritten after each data size
-        sizes.append(run_size(rows, size_systems, args.seeds, epochs.get(rows, 1),
-                              args.data_root, args.sim_seed))
+    for i, (rows, size_systems, sizes) in enumerate(runs):  # the report is rewritten after each
+        sizes.append(run_size(rows, size_systems, args.project, args.seeds, epochs.get(rows, 1),
+                              args.data_root, args.sim_seed,
+                              loss_weights=args.loss_weights if i == 0 else None,
+                              sweep_seeds=args.sweep_seeds))
         text = report(grid, curve, args, time.time() - start)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             f.write(text)
+        if i == 0 and pareto_points(grid[0], args):  # the sweep runs at the main size only
+            tradeoffs.write_pareto_json(args.pareto_json, pareto_points(grid[0], args), {
+                'command': args.command, 'rows': rows, 'epochs': grid[0]['epochs'],
+                'seeds': args.sweep_seeds, 'date': utc_now()})
     print(text)
     return text
 

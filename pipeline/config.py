@@ -54,7 +54,9 @@ SCHEDULES = ('joint', 'alternating', 'curriculum')
 class ModelConfig:
     """Architecture and training of the multi-task model (read by trainer/train.py)."""
     architecture: str = 'mmoe'         # one of ARCHITECTURES
-    num_experts: int = 4               # mmoe
+    num_experts: int = 4               # mmoe: shared experts
+    entity_experts: int = 0            # mmoe: experts per entity (user, item) that see only that
+    #                                    side's features (the feature spec's `entity` marks); 0: none
     ple_levels: int = 2                # ple: extraction levels (1 level is CGC)
     experts_per_task: int = 1          # ple: task-specific experts per task and level
     shared_experts: int = 2            # ple: shared experts per level
@@ -103,6 +105,11 @@ class ModelConfig:
                  self.schedule, f"needs task_weighting 'static': task_weighting "
                  f"{self.task_weighting!r} learns its task weights from every task's loss at "
                  "every step")
+        _require(self.entity_experts >= 0, 'model.entity_experts', self.entity_experts,
+                 'must be >= 0')
+        _require(self.entity_experts == 0 or self.architecture == 'mmoe', 'model.entity_experts',
+                 self.entity_experts, f"needs architecture 'mmoe' (not {self.architecture!r}): "
+                 'the entity-specific experts sit next to its shared experts')
         for name in ('num_experts', 'ple_levels', 'experts_per_task', 'shared_experts',
                      'max_embedding_dim', 'dense_projection_dim', 'batch_size',
                      'train_steps', 'eval_steps', 'steps_per_validation',
@@ -250,9 +257,12 @@ class PipelineConfig:
                  'names the TF Serving model)')
         for name in ('train_hash_buckets', 'eval_hash_buckets'):
             _require(getattr(self, name) > 0, name, getattr(self, name), 'must be > 0')
-        self.feature_spec()
+        spec = self.feature_spec()
         self.vocabulary.validate()
         self.model.validate()
+        if self.model.entity_experts:
+            features.entity_inputs(spec.input_entities, spec.categorical_names + spec.dense_names,
+                                   source=self.feature_spec_path)
         self.evaluation.validate()
         self.kubeflow.validate()
         return self

@@ -4,12 +4,14 @@
 
 The page holds the blessing decision (with the failed thresholds when not blessed), per task and
 slice the candidate's AUC / log loss / calibration next to the baseline's, reliability diagrams
-from TFMA's calibration plots, an AUC-by-slice chart and the benchmark tables, if any.
+from TFMA's calibration plots, an AUC-by-slice chart and the benchmark tables and Pareto front,
+if any.
 """
 
 import argparse
 import datetime
 import glob
+import json
 import logging
 import math
 import os
@@ -25,6 +27,7 @@ from report import page, plots
 from trainer import features
 
 DEFAULT_BENCH_RESULTS = os.path.join(config_lib.REPO_ROOT, 'bench', 'results')
+PARETO_JSON = 'pareto.json'  # written by bench/quality.py --loss-weights beside its tables
 
 
 def ordered_slices(table: run_outputs.MetricTable) -> List[str]:
@@ -94,7 +97,20 @@ def build_context(evaluation_uri: str, blessed: bool, pushed_to: Optional[str],
         'bench_results': bench_results,
         'bench_tables': [(os.path.basename(path), page.markdown_file(path))
                          for path in sorted(glob.glob(os.path.join(bench_results, '*.md')))],
+        'pareto': pareto_plot(bench_results),
     }
+
+
+def pareto_plot(bench_results: str) -> Optional[Dict]:
+    """The benchmark's Pareto front (pareto.json, bench/tradeoffs.py) as a PNG data URI with
+    what made it, or None when the benchmark has not written one."""
+    path = os.path.join(bench_results, PARETO_JSON)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        found = json.load(f)
+    return {'png': plots.png_data_uri(plots.pareto_front(found['points'])), 'file': path,
+            'command': found.get('command'), 'rows': found.get('rows')}
 
 
 def build_report(config: config_lib.PipelineConfig, output_path: str,

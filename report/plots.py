@@ -80,3 +80,27 @@ def auc_by_slice(aucs: Mapping[str, Sequence[float]], slices: Sequence[str],
     axes.set(xlim=(min(0.4, lowest - 0.05), 1.0), xlabel='AUC', title='AUC by slice')
     axes.legend(loc='upper left', bbox_to_anchor=(1.01, 1), fontsize='small')
     return figure
+
+
+def pareto_front(points: Sequence[Mapping]) -> Figure:
+    """Click AUC against conversion AUC, one colour per system, each point labelled with its
+    loss weights; the points on the Pareto front filled and joined by a dashed line, the others
+    hollow. `points`: the benchmark's pareto.json points (bench/tradeoffs.py)."""
+    figure, axes = plt.subplots(figsize=(8, 5.5))
+    for i, system in enumerate(dict.fromkeys(point['system'] for point in points)):
+        colour = f'C{i % 10}'
+        own = [point for point in points if point['system'] == system]
+        axes.scatter([p['click_auc'] for p in own], [p['conversion_auc'] for p in own], s=45,
+                     edgecolors=colour, facecolors=[colour if p['pareto'] else 'none' for p in own],
+                     zorder=3)
+        axes.scatter([], [], s=45, color=colour, label=system)  # the legend's marker: filled
+        for p in own:
+            axes.annotate(p['weights'], (p['click_auc'], p['conversion_auc']), fontsize='x-small',
+                          textcoords='offset points', xytext=(4, 3), color=colour)
+    front = sorted((p['click_auc'], p['conversion_auc']) for p in points if p['pareto'])
+    axes.plot(*zip(*front), color='black', linewidth=1, linestyle='--', zorder=2,
+              label='Pareto front (filled points)')
+    axes.set(xlabel='click AUC', ylabel='conversion AUC',
+             title='Pareto front: click vs conversion AUC')
+    axes.legend(loc='upper left', bbox_to_anchor=(1.01, 1), fontsize='small')
+    return figure

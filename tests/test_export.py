@@ -186,3 +186,34 @@ def test_a_request_missing_a_required_feature_is_refused(loaded, transform_run,
             for name, value in row.items()})
     reliability('request missing a required feature', 'refused',
                 'InvalidArgumentError / TypeError naming `device`')
+
+
+def test_entity_expert_model_exports_the_same_signatures(loaded, transform_run, raw_feature_spec,
+                                                         tmp_path):
+    """An MMoE with user-side and item-side experts (model.entity_experts) exports with exactly
+    the signatures, inputs and outputs of the default model and serves both signatures alike."""
+    import dataclasses
+
+    from conftest import EXPORTED_MODEL_CONFIG
+    from trainer.export import export_serving_model
+    from trainer.model import build_model
+
+    config = dataclasses.replace(EXPORTED_MODEL_CONFIG, num_experts=1, entity_experts=1)
+    tf.keras.utils.set_random_seed(0)
+    model = build_model(config, *model_inputs(transform_run.tft_output, SPEC),
+                        input_entities=SPEC.input_entities)
+    assert [len(side) for side in model.get_layer('mmoe').entity_expert_layers] == [1, 1]
+    export_serving_model(model, transform_run.tft_output, str(tmp_path / 'entity'), SPEC)
+    entity = tf.saved_model.load(str(tmp_path / 'entity'))
+    assert set(entity.signatures) == set(loaded.signatures)
+    for name, signature in entity.signatures.items():
+        assert signature.structured_input_signature == (
+            loaded.signatures[name].structured_input_signature)
+        assert signature.structured_outputs == loaded.signatures[name].structured_outputs
+    rows = _requests(transform_run)
+    raw = _check_outputs(entity.signatures[RAW_SIGNATURE](**_raw_tensors(rows, raw_feature_spec)),
+                         len(rows))
+    from_examples = _check_outputs(entity.signatures['serving_default'](
+        examples=tf.constant([serialize_example(row) for row in rows])), len(rows))
+    for name in features.OUTPUTS:
+        np.testing.assert_allclose(raw[name], from_examples[name], rtol=1e-6, atol=1e-7)

@@ -5,6 +5,7 @@ import pytest
 
 from conftest import SCHEMA_PATH, SPEC
 from pipeline import inputs
+from pipeline.config import load_config
 from trainer.features import FeatureSpec, FeatureSpecError, load_feature_spec
 
 GOOD = """
@@ -28,6 +29,13 @@ def test_simulator_spec_declares_its_columns():
     assert {f.name for f in SPEC.dense if f.log} == {'price', 'user_activity'}
     assert SPEC.raw_labels == {'click': 'click', 'conversion': 'conversion'}
     assert SPEC.slices == ('device', 'ad_position')
+    entities = SPEC.input_entities
+    assert {name for name, entity in entities.items() if entity == 'user'} == {
+        'user_id', 'user_activity', 'user_age', 'user_activity_missing', 'user_age_missing'}
+    assert {name for name, entity in entities.items() if entity == 'item'} == {
+        'item_id', 'item_category', 'price', 'item_hist_ctr', 'price_missing',
+        'item_hist_ctr_missing'}
+    assert 'device' not in entities and 'ad_position' not in entities  # context
 
 
 def test_options_are_read_and_survive_the_custom_config_round_trip(tmp_path):
@@ -53,6 +61,10 @@ def test_options_are_read_and_survive_the_custom_config_round_trip(tmp_path):
                                                            'a positive integer'),
     (GOOD.replace('log: true', 'log: 1'), "column 'bid': log=1 must be true or false"),
     (GOOD.replace('log: true', 'logs: true'), "unknown key(s) ['logs'] in dense entry 'bid'"),
+    (GOOD.replace('[site,', '[{name: site, entity: shop},'),
+     "categorical column 'site': entity='shop' must be one of user, item"),
+    (GOOD.replace('hour]', '{name: hour, entity: 1}]'),
+     "dense column 'hour': entity=1 must be one of user, item"),
     (GOOD.replace('slices: [os]', 'slices: [bid]'), "slice 'bid' is not a categorical column"),
     (GOOD.replace('dense: [', 'dense: [click, '),
      "feature 'click' collides with a name the Transform produces"),
@@ -68,6 +80,25 @@ def test_malformed_spec_is_one_clear_error(tmp_path, text, message):
     assert message in str(error.value)
     if 'YAML' not in message:
         assert str(tmp_path / 'spec.yaml') in str(error.value)
+
+
+def test_entity_experts_need_both_sides_marked(tmp_path):
+    """entity_experts > 0 with a spec that marks no item-side column stops at configuration
+    time, naming the spec file and the side; with both sides marked, it loads, and so does an
+    unmarked spec without entity experts."""
+    path = tmp_path / 'spec.yaml'
+    path.write_text(GOOD.replace('[site,', '[{name: site, entity: user},'))
+    env = {'FUNNEL_FEATURE_SPEC_PATH': str(path), 'FUNNEL_MODEL_ENTITY_EXPERTS': '2'}
+    with pytest.raises(FeatureSpecError) as error:
+        load_config(env=env)
+    assert str(path) in str(error.value)
+    assert 'no column is marked entity: item' in str(error.value)
+    assert 'FUNNEL_MODEL_ENTITY_EXPERTS=0' in str(error.value)
+    path.write_text(GOOD.replace('[site,', '[{name: site, entity: user},').replace(
+        'hour]', '{name: hour, entity: item}]'))
+    assert load_config(env=env).model.entity_experts == 2
+    path.write_text(GOOD)  # no marks at all: fine without entity experts
+    assert load_config(env={'FUNNEL_FEATURE_SPEC_PATH': str(path)}).model.entity_experts == 0
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

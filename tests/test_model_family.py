@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TINY_DENSE_FEATURES, TINY_VOCAB_SIZES
+from conftest import SPEC, TINY_DENSE_FEATURES, TINY_VOCAB_SIZES
 from pipeline.config import ARCHITECTURES, LOSSES, ConfigError, ModelConfig, load_config
 from trainer import features, layers, losses
 from trainer.model import build_model
@@ -33,8 +33,10 @@ def family_config(tiny_config):
 
 
 def _build(config):
+    """The model on the fake vocabularies, with the simulator spec's user / item marks."""
     tf.keras.utils.set_random_seed(0)
-    return build_model(config, TINY_VOCAB_SIZES, TINY_DENSE_FEATURES)
+    return build_model(config, TINY_VOCAB_SIZES, TINY_DENSE_FEATURES,
+                       input_entities=SPEC.input_entities)
 
 
 def _labels(batch=BATCH, seed=0):
@@ -325,6 +327,8 @@ def test_single_task_networks_share_nothing(family_config, random_inputs):
     (layers.CrossStitchNetwork, {'num_tasks': 2, 'units': [8, 4], 'dropout': 0.1}),
     (layers.InformationTransfer, {'units': 4}),
     (layers.AITM, {'num_tasks': 3, 'units': [8, 4], 'dropout': 0.1}),
+    (layers.MixtureOfExperts, {'num_experts': 2, 'expert_units': [8], 'num_tasks': 2,
+                               'entities': ['user', 'item'], 'entity_experts': 3}),
 ], ids=lambda value: getattr(value, '__name__', ''))
 def test_new_layers_config_round_trip(cls, kwargs):
     """The new layers rebuild from their config (needed to reload a saved model)."""
@@ -361,6 +365,8 @@ def test_config_choices_are_validated():
     ({'task_weighting': 'gradnorm', 'schedule': 'curriculum'}, 'schedule', 'static'),
     ({'curriculum_ramp_steps': 0}, 'curriculum_ramp_steps', '> 0'),
     ({'gradnorm_alpha': -1.0}, 'gradnorm_alpha', '>= 0'),
+    ({'entity_experts': -1}, 'entity_experts', '>= 0'),
+    ({'architecture': 'ple', 'entity_experts': 2}, 'entity_experts', "needs architecture 'mmoe'"),
 ])
 def test_new_choices_are_validated(changes, field, why):
     """The new options' values and the combinations that cannot work are refused by name."""
@@ -451,6 +457,89 @@ def test_cross_stitch_units_are_what_the_columns_share(family_config, random_inp
         stitch.alpha.assign(np.eye(2))
     gradients = _gradients(model, inputs, features.P_CLICK)
     assert not any(_reaches(gradients, layer) for layer in cvr_column)
+
+
+USER_SIDE = {name for name, entity in SPEC.input_entities.items() if entity == 'user'}
+ITEM_SIDE = {name for name, entity in SPEC.input_entities.items() if entity == 'item'}
+
+
+def _perturbed(inputs, names):
+    """A copy of `inputs` with every input of `names` changed on every row."""
+    changed = dict(inputs)
+    for name in names & set(inputs):
+        if name in TINY_VOCAB_SIZES:
+            changed[name] = (inputs[name] + 1) % TINY_VOCAB_SIZES[name]
+        else:
+            changed[name] = inputs[name] + 1.5
+    return changed
+
+
+def test_entity_experts_see_only_their_side(family_config, random_inputs):
+    """Entity experts: the gates weight 2 shared + 1 user + 1 item expert; a user expert's
+    output does not change when every item-side input changes and changes with the user-side
+    ones, and the opposite for the item expert; a context input (device) reaches neither, but
+    reaches the model's outputs through the shared experts."""
+    model = _build(family_config('mmoe', 'esmm', num_experts=2, entity_experts=1))
+    mmoe = model.get_layer('mmoe')
+    assert mmoe.entities == ('user', 'item')
+    assert [[e.name for e in side] for side in mmoe.entity_expert_layers] == [
+        ['user_expert_0'], ['item_expert_0']]
+    sides = tf.keras.Model(model.inputs, [model.get_layer(f'{entity}_features').output
+                                          for entity in mmoe.entities])
+
+    def expert_outputs(inputs):
+        user, item = sides(inputs)
+        return (mmoe.entity_expert_layers[0][0](user).numpy(),
+                mmoe.entity_expert_layers[1][0](item).numpy())
+
+    inputs = random_inputs(batch=BATCH, seed=13)
+    x = tf.keras.Model(model.inputs, model.get_layer('input_features').output)(inputs)
+    for weights in mmoe.gate_weights(x):
+        assert weights.shape == (BATCH, 4)
+        np.testing.assert_allclose(weights.numpy().sum(axis=-1), 1.0, rtol=1e-6)
+    user, item = expert_outputs(inputs)
+    assert np.ptp(user) > 0 and np.ptp(item) > 0
+    new_items = expert_outputs(_perturbed(inputs, ITEM_SIDE))
+    np.testing.assert_array_equal(new_items[0], user)
+    assert np.abs(new_items[1] - item).max() > 1e-4
+    new_users = expert_outputs(_perturbed(inputs, USER_SIDE))
+    np.testing.assert_array_equal(new_users[1], item)
+    assert np.abs(new_users[0] - user).max() > 1e-4
+    new_context = _perturbed(inputs, {'device'})
+    for before, after in zip((user, item), expert_outputs(new_context)):
+        np.testing.assert_array_equal(after, before)
+    assert np.abs(_predict(model, new_context)[features.P_CLICK]
+                  - _predict(model, inputs)[features.P_CLICK]).max() > 1e-6
+
+
+def test_entity_experts_train_with_gradnorm_and_reload(tmp_path, family_config, random_inputs):
+    """The entity-expert MMoE under GradNorm: its shared weights are the last layers of all six
+    experts (shared, user, item), the weights stay positive and sum to 2, and the trained model
+    reloads with the same predictions and the same inputs and outputs."""
+    config = family_config('mmoe', 'esmm', 'gradnorm', num_experts=2, entity_experts=2)
+    model = _compile(_build(config), config, learning_rate=0.05)
+    assert len(model.shared_variables()) == 2 * 6  # kernel and bias of each expert's last layer
+    inputs = random_inputs(batch=BATCH, seed=14)
+    model.fit(_dataset(inputs, _labels()), epochs=3, verbose=0)
+    weights = model.task_weights()
+    assert all(w > 0 for w in weights.values()) and sum(weights.values()) == pytest.approx(2.0)
+    before = _predict(model, inputs)
+    model.save(str(tmp_path / 'model'), save_format='tf')
+    loaded = tf.keras.models.load_model(str(tmp_path / 'model'))
+    assert loaded.get_layer('mmoe').get_config()['entity_experts'] == 2
+    assert set(loaded.input_names) == set(model.input_names)
+    after = _predict(loaded, inputs)
+    assert set(after) == set(features.OUTPUTS)
+    for name in features.OUTPUTS:
+        np.testing.assert_allclose(after[name], before[name], rtol=1e-5, atol=1e-7)
+
+
+def test_entity_experts_without_a_side_are_refused(family_config):
+    """Entity experts with no item-side feature among the inputs: an error naming the side."""
+    user_only = {name: 'user' for name in USER_SIDE}
+    with pytest.raises(features.FeatureSpecError, match='no column is marked entity: item'):
+        build_model(family_config('mmoe', 'esmm', entity_experts=1), TINY_VOCAB_SIZES,
+                    TINY_DENSE_FEATURES, input_entities=user_only)
 
 
 if __name__ == '__main__':

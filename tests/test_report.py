@@ -6,6 +6,10 @@ has baseline metrics, diffs, calibration plots and a failed threshold, as a real
 400 rows hold about one conversion: the conversion floors are off, as in the e2e test.
 """
 
+import base64
+import io
+import re
+
 import numpy as np
 import pytest
 from conftest import SPEC, assert_report_shows
@@ -121,6 +125,37 @@ def test_report_page_shows_every_task_slice_and_the_decision(tiny_evaluation, me
     assert 'p_click auc = ' in html and '(threshold: &gt;= 0.99)' in html
     assert 'baseline AUC' in html
     assert '<td>mmoe</td>' in html and '<td>0.7113</td>' in html  # the benchmark table
+    assert 'Pareto front' not in html  # no pareto.json: no plot (the PNG count above holds)
+
+
+def test_report_plots_the_pareto_front_when_the_benchmark_wrote_it(tiny_evaluation, tmp_path):
+    """With bench/results/pareto.json (bench/quality.py --loss-weights), the benchmark section
+    shows its plot, a valid PNG, and says which command made the points; the page builds
+    without any markdown table too."""
+    from PIL import Image
+
+    from bench import tradeoffs
+
+    aucs = {('MMoE + ESMM', '1:1'): (0.682, 0.783), ('MMoE + ESMM', '4:1'): (0.690, 0.760),
+            ('single-task + ESMM', '1:1'): (0.683, 0.803), ('PLE + ESMM', '1:1'): (0.680, 0.790)}
+    front = tradeoffs.non_dominated(list(aucs.values()))
+    points = [{'system': system, 'weights': weights, 'seeds': 1, 'click_auc': click,
+               'conversion_auc': conversion, 'pareto': on_front}
+              for ((system, weights), (click, conversion)), on_front in zip(aucs.items(), front)]
+    assert front == [False, True, True, False]
+    tradeoffs.write_pareto_json(str(tmp_path / build.PARETO_JSON), points, {
+        'command': 'python -m bench.quality --loss-weights 4:1,1:1', 'rows': 100000})
+    html = page.render(build.build_context(
+        tiny_evaluation, blessed=False, pushed_to=None, pipeline_name='funnel-mmoe',
+        bench_results=str(tmp_path), click_column=SPEC.click_label))
+
+    section = html.split('<h3 id="pareto">', 1)[1]
+    assert 'python -m bench.quality --loss-weights 4:1,1:1' in section and '100,000 rows' in section
+    data = re.search(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="Pareto front">',
+                     section).group(1)
+    image = Image.open(io.BytesIO(base64.b64decode(data)))
+    image.verify()
+    assert image.format == 'PNG' and min(image.size) > 300
 
 
 def test_metric_cells():

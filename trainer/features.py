@@ -7,7 +7,7 @@ model: its output names, its serving signatures and the transformed names of the
 """
 
 import dataclasses
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
@@ -34,6 +34,12 @@ RAW_SIGNATURE = 'serving_raw'          # one named tensor per raw feature
 
 MISSING_SUFFIX = '_missing'
 
+# Entities a feature may belong to (the spec's optional `entity` key): the model's
+# entity-specific experts (model.entity_experts) see only their side's features, as the towers
+# of a two-tower model do. Unmarked features (the context: device, position) go to the shared
+# experts only.
+ENTITIES = ('user', 'item')
+
 
 def missing_indicator_name(feature: str) -> str:
     """Name of the 0/1 feature that tells the model a dense value was imputed."""
@@ -51,6 +57,7 @@ class CategoricalFeature:
     embedding_dim: Optional[int] = None        # default: min(max_embedding_dim, 6 * size**0.25)
     top_k: Optional[int] = None                # default: vocabulary.top_k of the pipeline config
     frequency_threshold: Optional[int] = None  # default: vocabulary.frequency_threshold
+    entity: Optional[str] = None               # one of ENTITIES, or None (context)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +65,7 @@ class DenseFeature:
     """A numeric column: z-scored (after log1p if `log`); missing values imputed and flagged."""
     name: str
     log: bool = False                          # for heavy-tailed, non-negative values
+    entity: Optional[str] = None               # one of ENTITIES, or None (context)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +94,21 @@ class FeatureSpec:
     def columns(self) -> Tuple[str, ...]:
         """Every raw column the spec names: ids, dense values, labels."""
         return (*self.categorical_names, *self.dense_names, *self.label_columns)
+
+    @property
+    def embedding_dims(self) -> Dict[str, int]:
+        """The embedding sizes the spec sets; the model picks the others."""
+        return {f.name: f.embedding_dim for f in self.categorical if f.embedding_dim}
+
+    @property
+    def input_entities(self) -> Dict[str, str]:
+        """Model input name -> entity, for the features the spec marks; a dense column's
+        missing indicator belongs to its column's entity."""
+        marked = {feature.name: feature.entity for feature in (*self.categorical, *self.dense)
+                  if feature.entity}
+        marked.update({missing_indicator_name(feature.name): feature.entity
+                       for feature in self.dense if feature.entity})
+        return marked
 
     @property
     def raw_labels(self) -> Dict[str, str]:
@@ -177,6 +200,11 @@ def _column(entry: Any, cls, section: str, fail):
     for key, value in entry.items():
         if key == 'name':
             continue
+        if key == 'entity':
+            if value not in ENTITIES:
+                fail(f'{section} column {name!r}: entity={value!r} must be one of '
+                     f'{", ".join(ENTITIES)} (leave it out for a context feature).')
+            continue
         expected = bool if fields[key].type == bool else int
         if type(value) is not expected or (expected is int and value < 1):  # noqa: E721
             fail(f'{section} column {name!r}: {key}={value!r} must be '
@@ -207,3 +235,18 @@ def _check_roles(spec: FeatureSpec, fail):
         if name not in spec.categorical_names:
             fail(f'slice {name!r} is not a categorical column; slices must be listed under '
                  'categorical.')
+
+
+def entity_inputs(input_entities: Mapping[str, str], inputs: Sequence[str],
+                  source: str = '<feature spec>') -> Dict[str, Tuple[str, ...]]:
+    """Per entity, the model inputs of its side (in the order of `inputs`), for
+    entity-specific experts; raises FeatureSpecError when a side has none."""
+    sides = {entity: tuple(name for name in inputs if input_entities.get(name) == entity)
+             for entity in ENTITIES}
+    empty = [entity for entity, names in sides.items() if not names]
+    if empty:
+        raise FeatureSpecError(
+            f'Feature spec {source}: entity-specific experts (model.entity_experts > 0) need '
+            f'features of every side, but no column is marked entity: {" or ".join(empty)}; '
+            'mark the columns in the spec or set FUNNEL_MODEL_ENTITY_EXPERTS=0.')
+    return sides

@@ -3,7 +3,9 @@
 Reads top to bottom like the architecture diagram:
 embed ids + project dense -> shared body (by architecture) -> towers -> funnel outputs.
 
-- 'mmoe': experts shared by both tasks, one gate per task (MixtureOfExperts).
+- 'mmoe': experts shared by both tasks, one gate per task (MixtureOfExperts); with
+  `entity_experts`, also user-side and item-side experts that see only their side's features
+  (the feature spec's `entity` marks), as in two-tower models.
 - 'shared_bottom': one MLP shared by both tasks.
 - 'ple': task-specific and shared experts over `ple_levels` levels (PLE; one level is CGC).
 - 'single_task': two independent networks, each with its own embeddings: no parameter is shared,
@@ -25,7 +27,7 @@ losses.GradNormModel or schedules.ScheduledModel, which change how it trains, no
 
 import functools
 import math
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -47,7 +49,8 @@ def embedding_dim(vocab_size: int, max_dim: int) -> int:
 
 def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
                 dense_features: Sequence[str],
-                embedding_dims: Optional[Mapping[str, int]] = None) -> tf.keras.Model:
+                embedding_dims: Optional[Mapping[str, int]] = None,
+                input_entities: Optional[Mapping[str, str]] = None) -> tf.keras.Model:
     """The funnel model of `config.architecture`, with the outputs `config.loss` needs.
 
     Args:
@@ -55,9 +58,12 @@ def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
       vocab_sizes: for each categorical feature, its number of ids (vocabulary + OOV buckets).
       dense_features: names of the float inputs (normalised values and missing indicators).
       embedding_dims: embedding sizes set in the feature spec; the others follow embedding_dim.
+      input_entities: input name -> entity (FeatureSpec.input_entities), for entity experts.
     Returns:
       A Keras model from a dict of [batch] tensors to {p_click, p_cvr, p_conversion}, each of
       shape [batch, 1]; of the class that trains it as `config` says (see the module doc).
+    Raises:
+      features.FeatureSpecError: entity experts are asked for, but a side has no feature.
     """
     inputs = {name: tf.keras.Input(shape=(), dtype=tf.int64, name=name) for name in vocab_sizes}
     inputs.update({name: tf.keras.Input(shape=(), dtype=tf.float32, name=name)
@@ -65,14 +71,21 @@ def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
 
     dims = {name: (embedding_dims or {}).get(name) or embedding_dim(size, config.max_embedding_dim)
             for name, size in vocab_sizes.items()}
-    embed = functools.partial(_input_features, config, inputs, vocab_sizes, dims, dense_features)
+    embed = functools.partial(_embed, config, inputs, vocab_sizes, dims, dense_features)
     if config.architecture == 'single_task':  # two networks sharing no layer, not even embeddings
         click_input, cvr_input = [
             layers.MLP(config.expert_units, config.dropout, name=f'{task}_bottom')(
-                embed(prefix=f'{task}_'))
+                _input_features(config, *embed(prefix=f'{task}_'), prefix=f'{task}_'))
             for task in TASKS]
     else:
-        click_input, cvr_input = _shared_body(config, embed())
+        embedded, columns = embed()
+        x = _input_features(config, embedded, columns)
+        if config.entity_experts:  # then each entity's own embeddings and dense columns too
+            own = {**embedded, **columns}
+            sides = features.entity_inputs(input_entities or {}, list(inputs))
+            x = [x] + [tf.keras.layers.Concatenate(name=f'{entity}_features')(
+                [own[name] for name in names]) for entity, names in sides.items()]
+        click_input, cvr_input = _shared_body(config, x)
 
     outputs = _funnel_outputs(config, click_input, cvr_input)
     name = f'funnel_{config.architecture}'
@@ -90,33 +103,42 @@ def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
     return tf.keras.Model(inputs=inputs, outputs=outputs, name=name)
 
 
-def _input_features(config: ModelConfig, inputs: Mapping[str, tf.Tensor],
-                    vocab_sizes: Mapping[str, int], embedding_dims: Mapping[str, int],
-                    dense_features: Sequence[str], prefix: str = '') -> tf.Tensor:
-    """Embeddings of the ids and a learnt linear projection of the dense features, concatenated.
+def _embed(config: ModelConfig, inputs: Mapping[str, tf.Tensor], vocab_sizes: Mapping[str, int],
+           embedding_dims: Mapping[str, int], dense_features: Sequence[str],
+           prefix: str = '') -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
+    """Per id input its embedding [batch, dim], per float input its column [batch, 1].
 
     `prefix` names the layers of a second, independent copy (the single-task networks).
     """
     regularizer = tf.keras.regularizers.L2(config.embedding_l2) if config.embedding_l2 else None
-    embedded = [tf.keras.layers.Embedding(size, embedding_dims[name],
-                                          embeddings_regularizer=regularizer,
-                                          name=f'{prefix}{name}_embedding')(inputs[name])
-                for name, size in vocab_sizes.items()]
-    if dense_features:  # a feature spec may declare ids only
-        dense = tf.keras.layers.Concatenate(name=f'{prefix}dense_inputs')(
-            [tf.keras.layers.Reshape((1,), name=f'{prefix}{name}_column')(inputs[name])
-             for name in dense_features])
-        embedded.append(tf.keras.layers.Dense(config.dense_projection_dim,
-                                              name=f'{prefix}dense_projection')(dense))
-    return tf.keras.layers.Concatenate(name=f'{prefix}input_features')(embedded)
+    embedded = {name: tf.keras.layers.Embedding(size, embedding_dims[name],
+                                                embeddings_regularizer=regularizer,
+                                                name=f'{prefix}{name}_embedding')(inputs[name])
+                for name, size in vocab_sizes.items()}
+    columns = {name: tf.keras.layers.Reshape((1,), name=f'{prefix}{name}_column')(inputs[name])
+               for name in dense_features}
+    return embedded, columns
 
 
-def _shared_body(config: ModelConfig, x: tf.Tensor) -> List[tf.Tensor]:
-    """The body between the input features and the towers: one input per tower (click, cvr)."""
+def _input_features(config: ModelConfig, embedded: Mapping[str, tf.Tensor],
+                    columns: Mapping[str, tf.Tensor], prefix: str = '') -> tf.Tensor:
+    """The embeddings and a learnt linear projection of the dense columns, concatenated."""
+    parts = list(embedded.values())
+    if columns:  # a feature spec may declare ids only
+        dense = tf.keras.layers.Concatenate(name=f'{prefix}dense_inputs')(list(columns.values()))
+        parts.append(tf.keras.layers.Dense(config.dense_projection_dim,
+                                           name=f'{prefix}dense_projection')(dense))
+    return tf.keras.layers.Concatenate(name=f'{prefix}input_features')(parts)
+
+
+def _shared_body(config: ModelConfig, x) -> List[tf.Tensor]:
+    """The body between the input features and the towers: one input per tower (click, cvr).
+    x is the input features, or with entity experts [input features, user, item features]."""
     if config.architecture == 'mmoe':
         return layers.MixtureOfExperts(
             config.num_experts, config.expert_units, num_tasks=len(TASKS),
-            gate_temperature=config.gate_temperature, dropout=config.dropout, name='mmoe')(x)
+            gate_temperature=config.gate_temperature, dropout=config.dropout,
+            entities=features.ENTITIES, entity_experts=config.entity_experts, name='mmoe')(x)
     if config.architecture == 'shared_bottom':
         bottom = layers.MLP(config.expert_units, config.dropout, name='shared_bottom')(x)
         return [bottom, bottom]

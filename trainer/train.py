@@ -85,9 +85,8 @@ def model_inputs(tft_output: tft.TFTransformOutput,
 def build_compiled_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
                          spec: features.FeatureSpec) -> tf.keras.Model:
     vocab_sizes, dense = model_inputs(tft_output, spec)
-    embedding_dims = {f.name: f.embedding_dim for f in spec.categorical if f.embedding_dim}
-    return model.compile_model(model.build_model(config, vocab_sizes, dense, embedding_dims),
-                               config)
+    return model.compile_model(model.build_model(config, vocab_sizes, dense, spec.embedding_dims,
+                                                 spec.input_entities), config)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
