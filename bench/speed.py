@@ -207,7 +207,7 @@ def input_throughput(config) -> Dict[str, float]:
     accessor = argparse.Namespace(tf_dataset_factory=lambda pattern, options, schema:
                                   tfxio.TFExampleRecord(pattern, schema=schema)
                                   .TensorFlowDataset(options))
-    columns = train.load_columns(files, accessor, tft_output, model_config.in_memory_max_rows)
+    columns = train.load_columns(files, tft_output, model_config.in_memory_max_rows)
     inputs = {
         CEILING: lambda: in_memory.epoch_batches(
             columns, model_config.batch_size, model_config.seed).repeat().map(split_labels),

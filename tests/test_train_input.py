@@ -45,8 +45,7 @@ def _epoch(dataset, rows: int) -> dict:
 
 
 def test_load_columns_reads_every_row(transform_run, rows, examples):
-    columns = train.load_columns([examples], tfrecord_data_accessor(), transform_run.tft_output,
-                                 max_rows=10_000)
+    columns = train.load_columns([examples], transform_run.tft_output, max_rows=10_000)
     expected = rows
     assert set(columns) == set(transform_run.tft_output.transformed_feature_spec())
     assert all(len(values) == len(expected) for values in columns.values())
@@ -54,9 +53,9 @@ def test_load_columns_reads_every_row(transform_run, rows, examples):
 
 
 def test_load_columns_gives_up_above_max_rows(transform_run, rows, examples):
-    accessor, output = tfrecord_data_accessor(), transform_run.tft_output
-    assert train.load_columns([examples], accessor, output, max_rows=len(rows) - 1) is None
-    assert len(train.load_columns([examples], accessor, output, max_rows=len(rows))[
+    output = transform_run.tft_output
+    assert train.load_columns([examples], output, max_rows=len(rows) - 1) is None
+    assert len(train.load_columns([examples], output, max_rows=len(rows))[
         features.CLICK_LABEL]) == len(rows)
 
 
@@ -66,8 +65,7 @@ def test_in_memory_epochs_hold_every_row_once_in_a_new_order(transform_run, rows
                                 config)
     first = _epoch(dataset, len(rows))
     second = _epoch(dataset.skip(len(rows) // BATCH), len(rows))
-    loaded = train.load_columns([examples], tfrecord_data_accessor(), transform_run.tft_output,
-                                max_rows=10_000)
+    loaded = train.load_columns([examples], transform_run.tft_output, max_rows=10_000)
     assert _rows(first) == _rows(loaded) == _rows(second)
     assert any(not np.array_equal(first[name], second[name]) for name in first)
 

@@ -38,7 +38,7 @@ def train_input(file_pattern: List[str], data_accessor: tfx.components.DataAcces
                 tft_output: tft.TFTransformOutput, config: ModelConfig) -> tf.data.Dataset:
     """input_fn's batches, from memory when the split has at most config.in_memory_max_rows
     rows (see trainer/in_memory.py for why), else streamed from the files."""
-    columns = (load_columns(file_pattern, data_accessor, tft_output, config.in_memory_max_rows)
+    columns = (load_columns(file_pattern, tft_output, config.in_memory_max_rows)
                if config.in_memory_max_rows else None)
     if columns is None:
         return input_fn(file_pattern, data_accessor, tft_output, config.batch_size, config.seed)
@@ -46,18 +46,26 @@ def train_input(file_pattern: List[str], data_accessor: tfx.components.DataAcces
             .map(losses.split_labels, num_parallel_calls=tf.data.AUTOTUNE))
 
 
-def load_columns(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
-                 tft_output: tft.TFTransformOutput,
+def load_columns(file_pattern: List[str], tft_output: tft.TFTransformOutput,
                  max_rows: int) -> Optional[Dict[str, np.ndarray]]:
     """The transformed examples, read once, as one array per column; None (nothing kept) as
-    soon as there are more than `max_rows`."""
+    soon as there are more than `max_rows`, or if a column is not one value per row.
+
+    The Transform writes gzipped tf.Examples; they are parsed here in parallel batches: the
+    DataAccessor's dataset parses on one thread (800k rows on 2 cores: 10.5 s instead of 3.3 s).
+    """
+    spec = tft_output.transformed_feature_spec()
+    if not all(isinstance(f, tf.io.FixedLenFeature) and not f.shape for f in spec.values()):
+        logging.info('A transformed column is not one value per row: training streams the files.')
+        return None
     start = time.time()
-    dataset = data_accessor.tf_dataset_factory(
-        file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=LOAD_BATCH_SIZE, num_epochs=1,
-                                                     shuffle=False),
-        tft_output.transformed_metadata.schema)
+    dataset = (tf.data.TFRecordDataset(tf.io.gfile.glob(file_pattern), compression_type='GZIP')
+               .batch(LOAD_BATCH_SIZE)
+               .map(lambda records: tf.io.parse_example(records, spec),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+               .take(max_rows // LOAD_BATCH_SIZE + 1))
     parts, rows = {}, 0
-    for batch in dataset.take(max_rows // LOAD_BATCH_SIZE + 1).as_numpy_iterator():
+    for batch in dataset.as_numpy_iterator():
         rows += len(next(iter(batch.values())))
         if rows > max_rows:
             logging.info('The train split has more than %d rows (model.in_memory_max_rows): '
