@@ -41,7 +41,7 @@ export FUNNEL_SCHEMA_PATH := $(abspath $(SCHEMA))
 endif
 export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 
-.PHONY: install data run schema report test test-fast bench-mmoe-paper reliability clean
+.PHONY: install data run schema report test test-fast bench bench-mmoe-paper reliability clean
 install: $(VENV)/.installed
 
 $(UV):
@@ -77,6 +77,12 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m 'not slow' tests
+
+# The performance benchmark (bench/speed.py): the pipeline at 10k / 100k / 1M rows against a plain
+# script, the Trainer's input against the in-memory ceiling, Beam multi-processing, serving
+# latency; prints a table and writes bench/results/speed.md (~45 min on 2 cores).
+bench: install
+	$(PY) -m bench.speed $(BENCH_ARGS)
 
 # The MMoE paper's synthetic experiment: prints a table, writes bench/results/mmoe_paper.md.
 bench-mmoe-paper: install

@@ -20,11 +20,9 @@ with its message.
 
 import argparse
 import dataclasses
-import datetime
 import json
 import logging
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -35,7 +33,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from bench import data, shared, tradeoffs
+from bench import data, results_file, shared, tradeoffs
 from pipeline.config import (ARCHITECTURES, LOSSES, REPO_ROOT, SCHEDULES, TASK_WEIGHTINGS,
                              ConfigError, load_config)
 from trainer import features
@@ -296,24 +294,14 @@ def curve_table(curve: List[dict]) -> List[str]:
     return lines
 
 
-def utc_now() -> str:
-    return f'{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC'
-
-
-def machine() -> str:
-    cpu = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
-                if line.startswith('model name')), platform.processor())
-    return f'{platform.node()}, {os.cpu_count()} CPU cores ({cpu}), {platform.platform()}'
-
-
 def report(grid: List[dict], curve: List[dict], args, elapsed: float) -> str:
     config = load_config().model
     lines = [
         '# Quality benchmark: funnel simulator, project models and DeepCTR', '',
         f'Command: `{args.command}`  ',
-        f'Date: {utc_now()}, '
+        f'Date: {results_file.utc_now()}, '
         f'{elapsed / 60:.0f} min  ',
-        f'Machine: {machine()} (shared with other work: examples/s are comparable within a '
+        f'Machine: {results_file.machine()} (shared with other work: examples/s are comparable within a '
         'run, not across machines)  ',
         f'Budget (every system): {args.seeds} seed(s) (mean ± std), batch size '
         f'{config.batch_size}, Adam lr {config.learning_rate}, embedding L2 '
@@ -479,19 +467,15 @@ def main(argv: Optional[List[str]] = None) -> str:
                               loss_weights=args.loss_weights if i == 0 else None,
                               sweep_seeds=args.sweep_seeds))
         text = report(grid, curve, args, time.time() - start)
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            f.write(text)
+        results_file.write(args.out, text)
         if i == 0 and pareto_points(grid[0], args):  # the sweep runs at the main size only
             tradeoffs.write_pareto_json(args.pareto_json, pareto_points(grid[0], args), {
                 'command': args.command, 'rows': rows, 'epochs': grid[0]['epochs'],
-                'seeds': args.sweep_seeds, 'date': utc_now()})
+                'seeds': args.sweep_seeds, 'date': results_file.utc_now()})
     print(text)
     return text
 
 
 if __name__ == '__main__':
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
-    for noisy in ('apache_beam', 'tensorflow', 'absl'):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    results_file.configure_logging()
     main()

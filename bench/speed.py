@@ -8,22 +8,24 @@ Every figure is a ratio of two things measured in the same run, since the machin
    size, with each component's time from ML Metadata (execution create -> last update) and the
    peak memory of its process tree, against `bench/plain_script.py` doing the same work by hand
    (pandas, numpy, the same Keras model, steps and batch size, sklearn AUC).
-2. Trainer input throughput: examples/s of `trainer.train.input_fn` over the run's transformed
-   TFRecords against the same model on the same examples already in memory (the ceiling).
-3. Transform rows/s: the largest size again up to the Transform, with Beam's DirectRunner in
-   multi-processing mode over every core, against the in-process run of 1.
+2. Trainer input throughput over the run's training steps: the Trainer's default input (the
+   transformed train split read into memory once, read time included) and its streaming input
+   (parsed from the TFRecords as it trains) against the same examples already in memory.
+3. Beam: ExampleGen, StatisticsGen and Transform rows/s at the largest size again, with the
+   DirectRunner in multi-processing mode over every core, against the in-process run of 1.
 4. Serving: p50/p99 latency of the pushed model's serving_default signature (serialized
    tf.Examples in, the Transform graph inside) at several batch sizes, against the bare Keras
    model on already-transformed tensors.
 
-It prints a markdown table and writes it to bench/results/speed.md.
+It also scales each component's marginal cost per row to 1 billion impressions a day, and judges
+the targets of issue 7. It prints the markdown and writes it to bench/results/speed.md.
 """
 
 import argparse
-import datetime
 import glob
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -35,8 +37,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import psutil
 
-from bench import shared
-from bench.quality import machine
+from bench import results_file, shared
 from pipeline.config import REPO_ROOT, load_config
 
 TRAIN_SHARE = 0.8          # the pipeline's train:eval hash buckets are 4:1
@@ -46,7 +47,7 @@ CEILING = 'ceiling: the same examples already in memory'
 TRAINER_INPUT = 'Trainer, default: read into memory once (read time included)'
 MULTI_PROCESSING = ('--direct_running_mode=multi_processing',
                     f'--direct_num_workers={os.cpu_count()}')
-BEAM_COMPONENTS = ('CsvExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
+MULTI_PROCESSING_COMPONENTS = ('CsvExampleGen', 'StatisticsGen', 'Transform')
 
 # Targets of issue 7.
 MAX_PIPELINE_RATIO = 3.0
@@ -313,10 +314,27 @@ def component_table(sizes: List[Dict]) -> List[str]:
     return lines
 
 
+def scale_table(sizes: List[Dict], rows_per_day: float = 1e9) -> List[str]:
+    """Each component's marginal cost per row (the slope between the two largest sizes, so the
+    fixed cost drops out), scaled to `rows_per_day`: the cores needed to do it in one hour."""
+    small, large = sizes[-2], sizes[-1]
+    extra_rows = large['rows'] - small['rows']
+    lines = [f'| component | cores it used here | marginal core-seconds per 1M rows | core-hours '
+             f'for {rows_per_day:,.0f} rows | cores to do them in 1 hour |', '|---' * 5 + '|']
+    for component, seconds in large['pipeline']['components'].items():
+        cores = os.cpu_count() if component == 'Trainer' else 1  # TF uses every core
+        slope = (seconds - small['pipeline']['components'].get(component, 0)) / extra_rows
+        if slope * 1e6 >= 1:
+            hours = slope * cores * rows_per_day / 3600
+            lines.append(f'| {component} | {cores} | {slope * cores * 1e6:,.0f} | {hours:,.0f} | '
+                         f'{math.ceil(hours):,} |')
+    return lines
+
+
 def transform_table(size: Dict, multi: Dict) -> List[str]:
     lines = ['| component | rows/s, in-process DirectRunner | rows/s, multi-processing, '
              f'{os.cpu_count()} workers | multi / in-process |', '|---' * 4 + '|']
-    for component in BEAM_COMPONENTS[:3]:
+    for component in MULTI_PROCESSING_COMPONENTS:
         single = size['pipeline']['components'].get(component)
         parallel = multi['components'].get(component)
         if single and parallel:
@@ -368,8 +386,8 @@ def report(sizes: List[Dict], multi: Dict, throughput: Dict, serving: Dict, args
     return '\n'.join([
         '# Performance benchmark: the pipeline against a plain script and the compute ceiling',
         '', f'Command: `{args.command}`  ',
-        f'Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, '
-        f'{elapsed / 60:.0f} min  ', f'Machine: {machine()}  ',
+        f'Date: {results_file.utc_now()}, '
+        f'{elapsed / 60:.0f} min  ', f'Machine: {results_file.machine()}  ',
         f'Training: {args.epochs} epoch(s) of the train split (4/5 of the rows), batch '
         f'{config.model.batch_size}, the default model ({config.model.architecture}, '
         f'{config.model.loss}); the pipeline validates on {config.model.eval_steps} eval batches '
@@ -382,7 +400,12 @@ def report(sizes: List[Dict], multi: Dict, throughput: Dict, serving: Dict, args
         'The pipeline\'s AUCs are its Evaluator\'s (eval split); the script\'s on its own '
         '1/5 held out.', ''] + pipeline_table(sizes) + [
         '', '## Seconds per component (ML Metadata: execution create to last update)', '']
-        + component_table(sizes) + [
+        + component_table(sizes) + ([
+        '', '## Per-row cost, scaled to 1 billion impressions a day', '',
+        f'Slope between {sizes[-2]["rows"]:,} and {largest["rows"]:,} rows, on this machine\'s '
+        'cores; the in-process DirectRunner runs a Beam component on one core. The Trainer\'s '
+        f'figure is for {args.epochs} epoch(s) of the default model on CPU.', '']
+        + scale_table(sizes) if len(sizes) > 1 else []) + [
         '', f'## Trainer input pipeline, {largest["rows"]:,} rows', '',
         f'{config.model.train_steps} training steps of the default model (the run\'s), timed '
         f'after {shared.WARMUP_STEPS} warm-up steps, on the run\'s transformed train split.', '',
@@ -423,15 +446,11 @@ def main(argv: Optional[List[str]] = None) -> str:
         serving = serving_latency(config)
         multi = multi_processing_transform(sizes[-1]['rows'], args.epochs, work_dir)
     text = report(sizes, multi, throughput, serving, args, time.time() - start)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        f.write(text)
+    results_file.write(args.out, text)
     print(text)
     return text
 
 
 if __name__ == '__main__':
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
-    for noisy in ('apache_beam', 'tensorflow', 'absl'):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    results_file.configure_logging()
     main()

@@ -1,0 +1,128 @@
+"""The performance benchmark's parts (bench/speed.py, bench/plain_script.py): the plain script
+does the Transform's work (same z-scores, vocabulary and OOV buckets), peak memory is measured
+over a child process, and the targets are judged from the figures."""
+
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from bench import plain_script, speed
+from conftest import SPEC, VOCABULARY
+from pipeline.config import VocabularyConfig
+from trainer import features
+
+
+def _fitted(frame):
+    vocabulary = VocabularyConfig(**VOCABULARY)
+    frame = frame.astype({name: str for name in SPEC.categorical_names})
+    fitted = plain_script.fit_preprocessing(frame, SPEC, vocabulary)
+    return frame, fitted, vocabulary
+
+
+def test_plain_script_preprocessing_matches_the_transform(transform_run):
+    """On the tiny real Transform's train rows: same z-scores and missing indicators, the same
+    vocabularies, and the same rows in and out of them."""
+    frame, fitted, vocabulary = _fitted(transform_run.train_df)
+    arrays = plain_script.apply_preprocessing(frame, fitted, SPEC, vocabulary.num_oov_buckets)
+    transformed = {name: np.array([row[name] for row in transform_run.train_rows])
+                   for name in transform_run.train_rows[0]}
+    for name in SPEC.dense_names:
+        np.testing.assert_allclose(arrays[name], transformed[name], atol=1e-5, err_msg=name)
+    missing = features.missing_indicator_name('item_hist_ctr')
+    np.testing.assert_array_equal(arrays[missing], transformed[missing])
+    for name in SPEC.categorical_names:
+        # TFT keeps one placeholder entry when no id reaches the threshold (item_id here).
+        tft_vocabulary = {value.decode() for value in
+                          transform_run.tft_output.vocabulary_by_name(name)} & set(frame[name])
+        assert set(fitted[name]) == tft_vocabulary, name
+        np.testing.assert_array_equal(arrays[name] < len(fitted[name]),
+                                      frame[name].isin(tft_vocabulary), err_msg=name)
+        np.testing.assert_array_equal(
+            frame[name].isin(tft_vocabulary),
+            transformed[name] < transform_run.tft_output.vocabulary_size_by_name(name),
+            err_msg=name)
+    np.testing.assert_array_equal(arrays[features.CLICK_LABEL], transformed[features.CLICK_LABEL])
+
+
+def test_unseen_and_rare_ids_fall_in_the_oov_buckets(transform_run):
+    frame, fitted, vocabulary = _fitted(transform_run.train_df)
+    probe = transform_run.probe_df.astype({name: str for name in SPEC.categorical_names})
+    ids = plain_script.apply_preprocessing(probe, fitted, SPEC, vocabulary.num_oov_buckets)
+    size = len(fitted['user_id'])
+    users = dict(zip(probe['user_id'], ids['user_id']))
+    assert users['u_hot'] < size and users['u_warm'] < size
+    for user in ('u_rare', 'u_never_seen'):  # below the frequency threshold, and unseen
+        assert size <= users[user] < size + vocabulary.num_oov_buckets, user
+
+
+def test_train_steps_cover_the_epochs_of_the_train_split():
+    assert speed.train_steps(100_000, 2, 1024) == math.ceil(80_000 * 2 / 1024) == 157
+    assert speed.train_steps(10, 1, 1024) == 1
+
+
+def test_peak_memory_is_measured_over_the_child(tmp_path):
+    hold = 'import time; block = bytearray(400 * 2**20); block[::4096] = b"x" * len(block[::4096]); time.sleep(1.5)'
+    result = speed.timed_process([sys.executable, '-c', hold], {}, str(tmp_path / 'log'))
+    assert result['peak_gb'] >= 0.38 and result['seconds'] >= 1.5
+
+
+def test_a_failing_step_names_its_log(tmp_path):
+    with pytest.raises(RuntimeError, match='exit 3.*log'):
+        speed.timed_process([sys.executable, '-c', 'raise SystemExit(3)'], {},
+                            str(tmp_path / 'log'))
+
+
+def _size(rows, pipeline_seconds, script_seconds, peak_gb):
+    return {'rows': rows, 'pipeline': {'seconds': pipeline_seconds, 'peak_gb': peak_gb},
+            'script': {'seconds': script_seconds}}
+
+
+@pytest.mark.parametrize('pipeline_seconds, verdict', [(290, 'met'), (310, 'MISSED')])
+def test_targets_are_judged_from_the_figures(pipeline_seconds, verdict):
+    sizes = [_size(100_000, 100, 50, 2.0), _size(1_000_000, pipeline_seconds, 100, 9.0)]
+    throughput = {speed.CEILING: 100_000.0, speed.TRAINER_INPUT: 79_000.0}
+    serving = {64: {'signature p50': 3.0, 'bare model p50': 2.0}}
+    lines = speed.target_lines(sizes, throughput, serving)
+    assert lines[0].startswith(f'- {verdict}: pipeline at 1,000,000 rows within 3x')
+    assert lines[1].startswith('- MISSED: peak memory under 8 GB: 9.00 GB')
+    assert lines[2].startswith('- met: wall time grows no faster than linearly')
+    assert lines[3].startswith('- MISSED: Trainer input pipeline at least 0.8') and '0.79' in lines[3]
+    assert lines[4].startswith('- met: serving signature at batch 64 within 2x') and '1.50x' in lines[4]
+
+
+def test_the_report_renders_every_section():
+    """The 45-minute run ends with this: the tables and the 1-billion-row scaling from the
+    figures of two sizes (the slope between them, so the fixed cost drops out)."""
+    import argparse
+
+    from pipeline.config import load_config
+
+    def size(rows, transform_seconds):
+        pipeline = {'seconds': 100 + transform_seconds, 'peak_gb': 2.0,
+                    'components': {'CsvExampleGen': 5.0, 'Transform': transform_seconds,
+                                   'Trainer': 30.0, 'Pusher': 0.1},
+                    'auc': {'click': 0.7, 'conversion': 0.8}}
+        script = {'seconds': 50.0, 'peak_gb': 1.0, 'stage_seconds': {'read': 1.0, 'train': 40.0},
+                  'auc': {'p_click': 0.7, 'p_conversion': 0.8}}
+        return {'rows': rows, 'steps': 10, 'pipeline': pipeline, 'script': script,
+                'config': load_config()}
+
+    sizes = [size(100_000, 20.0), size(1_000_000, 110.0)]  # Transform: 100 s per 1M more rows
+    multi = {'seconds': 60.0, 'peak_gb': 3.0,
+             'components': {'CsvExampleGen': 2.5, 'StatisticsGen': 1.0, 'Transform': 55.0}}
+    throughput = {speed.CEILING: 100_000.0, speed.TRAINER_INPUT: 85_000.0}
+    serving = {batch: {'signature p50': 2.0, 'signature p99': 3.0, 'bare model p50': 1.0,
+                       'bare model p99': 2.0} for batch in speed.SERVING_BATCHES}
+    text = speed.report(sizes, multi, throughput, serving,
+                        argparse.Namespace(command='python -m bench.speed', epochs=2), 60.0)
+    for heading in ('## Whole pipeline vs plain script', '## Seconds per component',
+                    '## Per-row cost, scaled to 1 billion impressions a day',
+                    '## Trainer input pipeline', '## Beam components', '## Serving latency',
+                    '## Targets (issue 7)'):
+        assert heading in text
+    # 100 core-seconds per 1M rows -> 100,000 s = 28 core-hours for 1e9 rows.
+    assert '| Transform | 1 | 100 | 28 | 28 |' in text
+    assert '| Transform | 9,091 | 18,182 | 2.00 |' in text  # rows/s in-process, 2 workers, ratio
+    assert '| 64 | 2.00 | 3.00 | 1.00 | 2.00 | 2.00 |' in text
