@@ -434,7 +434,8 @@ def main(argv: Optional[List[str]] = None) -> str:
     if args.to_transform:
         run_to_transform()
         return ''
-    args.command = 'python -m bench.speed ' + ' '.join(argv if argv is not None else sys.argv[1:])
+    args.command = ' '.join(['python -m bench.speed', *(argv if argv is not None
+                                                          else sys.argv[1:])])
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = args.work_dir or tmp
