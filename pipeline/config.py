@@ -75,8 +75,8 @@ class ModelConfig:
     steps_per_validation: int = 250    # early stopping checks the eval loss this often
     early_stopping_patience: int = 2   # validations without improvement before stopping
     warm_start: bool = False           # start from the latest blessed model where it fits
-    # Train from memory when the transformed train split has at most this many rows (about 70
-    # bytes each with the simulator's columns): parsed once, not every epoch. 0: always stream.
+    # Train from memory when the transformed train split has at most this many rows (65 bytes
+    # each with the simulator's columns): parsed once, not every epoch. 0: always stream.
     in_memory_max_rows: int = 10_000_000
     loss: str = 'esmm'                 # one of LOSSES
     monotonic_penalty_weight: float = 1.0  # loss 'monotonic' and AITM's calibrator: weight of
