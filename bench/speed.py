@@ -236,7 +236,6 @@ def input_throughput(config) -> Dict[str, float]:
 def serving_latency(config) -> Dict[int, Dict[str, float]]:
     """p50/p99 ms per batch size: the serving signature vs the bare model, calls interleaved."""
     import tensorflow as tf
-
     import tensorflow_transform as tft
 
     from trainer import features
