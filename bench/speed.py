@@ -131,12 +131,11 @@ def run_size(rows: int, epochs: int, work_dir: str) -> Dict:
     """The pipeline and the plain script on one data size, one after the other."""
     data_dir = simulated_data(rows, 0)
     steps = train_steps(rows, epochs, load_config().model.batch_size)
-    output_root = os.path.join(work_dir, f'pipeline-{rows}')
+    env = pipeline_env(data_dir, os.path.join(work_dir, f'pipeline-{rows}'), steps)
     logging.info('%d rows: the pipeline (%d training steps)...', rows, steps)
-    pipeline = timed_process([sys.executable, '-m', 'pipeline.local_runner'],
-                             pipeline_env(data_dir, output_root, steps),
+    pipeline = timed_process([sys.executable, '-m', 'pipeline.local_runner'], env,
                              os.path.join(work_dir, f'pipeline-{rows}.log'))
-    config = load_config(pipeline_env(data_dir, output_root, steps))
+    config = load_config(env)
     pipeline.update(run_summary(config))
     logging.info('%d rows: pipeline %.0f s, %.1f GB; the plain script...', rows,
                  pipeline['seconds'], pipeline['peak_gb'])
@@ -153,11 +152,12 @@ def run_size(rows: int, epochs: int, work_dir: str) -> Dict:
             'config': config}
 
 
-def multi_processing_transform(rows: int, epochs: int, work_dir: str) -> Dict:
-    """The pipeline up to the Transform with Beam's multi-processing DirectRunner."""
-    data_dir = simulated_data(rows, 0)
-    steps = train_steps(rows, epochs, load_config().model.batch_size)
-    env = pipeline_env(data_dir, os.path.join(work_dir, f'multi-{rows}'), steps, MULTI_PROCESSING)
+def multi_processing_transform(size: Dict, work_dir: str) -> Dict:
+    """The pipeline of run_size's `size` up to the Transform, with Beam's multi-processing
+    DirectRunner."""
+    rows, config = size['rows'], size['config']
+    env = pipeline_env(config.data_root, os.path.join(work_dir, f'multi-{rows}'),
+                       config.model.train_steps, MULTI_PROCESSING)
     logging.info('%d rows: the pipeline up to the Transform, %s...', rows, MULTI_PROCESSING)
     run = timed_process([sys.executable, '-m', 'bench.speed', '--to-transform'], env,
                         os.path.join(work_dir, f'multi-{rows}.log'))
@@ -199,8 +199,7 @@ def input_throughput(config) -> Dict[str, float]:
     import tensorflow_transform as tft
     from tfx_bsl.public import tfxio
 
-    from trainer import in_memory, train
-    from trainer.losses import split_labels
+    from trainer import train
 
     model_config, spec = config.model, config.feature_spec()
     tft_output = tft.TFTransformOutput(output_uri(config, 'Transform', 'transform_graph'))
@@ -210,8 +209,7 @@ def input_throughput(config) -> Dict[str, float]:
                                   .TensorFlowDataset(options))
     columns = train.load_columns(files, tft_output, model_config.in_memory_max_rows)
     inputs = {
-        CEILING: lambda: in_memory.epoch_batches(
-            columns, model_config.batch_size, model_config.seed).repeat().map(split_labels),
+        CEILING: lambda: train.memory_batches(columns, model_config),
         TRAINER_INPUT: lambda: train.train_input(
             files, accessor, tft_output, model_config),
         'Trainer, streamed from the files (model.in_memory_max_rows=0)': lambda: train.input_fn(
@@ -444,7 +442,7 @@ def main(argv: Optional[List[str]] = None) -> str:
         config = sizes[-1]['config']
         throughput = input_throughput(config)
         serving = serving_latency(config)
-        multi = multi_processing_transform(sizes[-1]['rows'], args.epochs, work_dir)
+        multi = multi_processing_transform(sizes[-1], work_dir)
     text = report(sizes, multi, throughput, serving, args, time.time() - start)
     results_file.write(args.out, text)
     print(text)

@@ -42,6 +42,11 @@ def train_input(file_pattern: List[str], data_accessor: tfx.components.DataAcces
                if config.in_memory_max_rows else None)
     if columns is None:
         return input_fn(file_pattern, data_accessor, tft_output, config.batch_size, config.seed)
+    return memory_batches(columns, config)
+
+
+def memory_batches(columns: Dict[str, np.ndarray], config: ModelConfig) -> tf.data.Dataset:
+    """input_fn's endless batches, gathered from columns already in memory."""
     return (in_memory.epoch_batches(columns, config.batch_size, config.seed).repeat()
             .map(losses.split_labels, num_parallel_calls=tf.data.AUTOTUNE))
 
