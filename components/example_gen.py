@@ -126,7 +126,8 @@ class TFRecordExecutor(import_executor.Executor):
         return checked
 
 
-def checked_example_gen(data_format: str, spec: features.FeatureSpec, **kwargs) -> FileBasedExampleGen:
+def checked_example_gen(data_format: str, spec: features.FeatureSpec,
+                        **kwargs) -> FileBasedExampleGen:
     """ExampleGen for `data_format` ('csv' or 'tfrecord') with the checked executor; `kwargs`
     are FileBasedExampleGen's (input_base, input_config, output_config, range_config)."""
     executor = CsvExecutor if data_format == 'csv' else TFRecordExecutor

@@ -1,10 +1,9 @@
 """Checks on the input files, run by ExampleGen before it reads them (components/example_gen.py),
 so bad input stops the run with the file, the column and the line named.
 
-What the schema can say (types, domains, presence) is checked by TFDV inside the pipeline
-(ExampleValidator and components/anomalies_gate.py). What it cannot say is checked here, where
-each problem can still be named by file and line, in one streamed pass over each file (nothing
-is held in memory but the counts and the first offending lines):
+What the schema can say is checked by TFDV (ExampleValidator, components/anomalies_gate.py);
+what it cannot say is checked here, where a problem can still be named by file and line, in one
+streamed pass over each file (only counts and the first offending lines are kept):
 
 - files that are empty, compressed, not UTF-8 text (a UTF-8 byte-order mark is accepted: Excel
   writes one) or hold only a header; headers that name a column twice or differ between files;
@@ -28,13 +27,12 @@ from tfx.dsl.io import fileio
 
 from trainer import features
 
-
 MAX_LISTED = 5  # offending lines named per problem and file
 TFRECORD_BATCH = 10_000
 UTF8_BOM = b'\xef\xbb\xbf'
-NOT_TEXT = {b'\x1f\x8b': 'gzip-compressed', b'PK': 'a zip archive',
-            b'\xff\xfe': 'UTF-16 text (byte-order mark FF FE)',
-            b'\xfe\xff': 'UTF-16 text (byte-order mark FE FF)'}
+UTF16 = 'UTF-16 text (byte-order mark)'
+NOT_TEXT = {b'\x1f\x8b': 'gzip-compressed', b'PK': 'a zip archive', b'\xff\xfe': UTF16,
+            b'\xfe\xff': UTF16}
 LABEL_VALUES = {0.0: '0', 1.0: '1'}  # what a label cell may hold, in any numeric spelling
 Labels = Tuple[str, str]  # the raw (click, conversion) columns
 
@@ -55,12 +53,16 @@ def _funnel_problem(path: str, labels: Labels, where: str, positions: List[int])
             'a click. Fix the labels upstream.')
 
 
-def label_value(cell: str):
-    """'0' or '1' for a label cell holding 0 or 1 in any numeric spelling ('1.0'), else None."""
+def _number(cell: str):
     try:
-        return LABEL_VALUES.get(float(cell))
+        return float(cell)
     except ValueError:
         return None
+
+
+def label_value(cell: str):
+    """'0' or '1' for a label cell holding 0 or 1 in any numeric spelling ('1.0'), else None."""
+    return LABEL_VALUES.get(_number(cell))
 
 
 def csv_header(path: str) -> List[str]:
@@ -72,7 +74,7 @@ def csv_header(path: str) -> List[str]:
 
 
 class _NotText(Exception):
-    """A line of a CSV file that is not UTF-8 text; the message says where and why."""
+    """A line that is not UTF-8 text; the message says where and why."""
 
 
 def _text_lines(f) -> Iterator[str]:
@@ -91,70 +93,40 @@ def _text_lines(f) -> Iterator[str]:
 
 
 @dataclasses.dataclass
-class _CsvScan:
-    """What one pass over a CSV file found."""
+class _CsvScan:  # what one pass over a CSV file found
     header: List[str]
     rows: int = 0
     positives: Tuple[int, int] = (0, 0)  # clicks, conversions
     problems: List[str] = dataclasses.field(default_factory=list)
 
 
-def _column_problem(path: str, column: str, role: str, cells: List[Tuple[int, str]],
-                    fix: str) -> str:
-    examples = _listed([f'line {line} {value!r}' for line, value in cells])
-    return (f'Input file {path}, column {column!r} ({role}): {len(cells)} cell(s) {fix[0]}, '
-            f'at {examples}. {fix[1]}')
+BAD_CELLS = {'label': ('are not 0 or 1', 'Write each label as 0 or 1 (1.0 and 0.0 are '
+                       'accepted too).'),
+             'dense': ('are not numbers', 'Write a number, or leave the cell empty for a '
+                       'missing value (it is imputed).')}
 
 
-def _scan_csv(path: str, labels: Labels, dense: Sequence[str]) -> _CsvScan:
-    """One streamed pass over a CSV file: see the module docstring."""
-    with fileio.open(path, 'rb') as f:
-        start = f.read(4)
-    kind = next((kind for magic, kind in NOT_TEXT.items() if start.startswith(magic)), None)
-    scan = _CsvScan(csv_header(path))
-    if kind:
-        scan.problems.append(f'Input file {path} is {kind}, not a UTF-8 CSV text file. '
-                             'Save it as UTF-8 CSV (uncompressed).')
-        return scan
-    duplicated = sorted({name for name in scan.header if scan.header.count(name) > 1})
-    if duplicated:
-        scan.problems.append(
-            f'Input file {path}: the header names column(s) {duplicated} more than once '
-            f'({",".join(scan.header)[:120]!r}); ExampleGen would keep one and drop the other. '
-            'Rename or remove the duplicates.')
-        return scan
+def _scan_rows(path: str, scan: _CsvScan, labels: Labels, dense: Sequence[str]) -> None:
+    """Reads the rows of a CSV file once, adding their problems to `scan`."""
     where = {name: scan.header.index(name) for name in (*labels, *dense) if name in scan.header}
-    click, conversion = (where.get(name) for name in labels)
-    malformed, unclicked = [], []
-    bad = {name: [] for name in where}
-    positives = [0, 0]
-    try:
-        with fileio.open(path, 'rb') as f:
-            reader = csv.reader(_text_lines(f))
-            next(reader, None)
-            for row in filter(None, reader):  # blank lines are not rows
-                scan.rows += 1
-                if len(row) != len(scan.header):
-                    malformed.append((reader.line_num, len(row)))
-                    continue
-                for name, index in where.items():
-                    cell = row[index].strip()
-                    if name in labels:
-                        value = label_value(cell)
-                        if value is None:
-                            bad[name].append((reader.line_num, row[index]))
-                        elif value == '1':
-                            positives[labels.index(name)] += 1
-                    elif cell and not _is_number(cell):
-                        bad[name].append((reader.line_num, row[index]))
-                if (click is not None and conversion is not None
-                        and label_value(row[conversion]) == '1'
-                        and label_value(row[click]) == '0'):
-                    unclicked.append(reader.line_num)
-    except (_NotText, csv.Error) as e:
-        scan.problems.append(f'Input file {path} is not a CSV text file: {e}. Save it as UTF-8 '
-                             'CSV.')
-        return scan
+    malformed, unclicked, bad, positives = [], [], {name: [] for name in where}, [0, 0]
+    with fileio.open(path, 'rb') as f:
+        reader = csv.reader(_text_lines(f))
+        next(reader, None)
+        for row in filter(None, reader):  # blank lines are not rows
+            scan.rows += 1
+            if len(row) != len(scan.header):
+                malformed.append((reader.line_num, len(row)))
+                continue
+            values = {name: row[index].strip() for name, index in where.items()}
+            for name, value in values.items():
+                if (label_value(value) is None if name in labels
+                        else value and _number(value) is None):
+                    bad[name].append(f'line {reader.line_num} {row[where[name]]!r}')
+            click, conversion = (label_value(values.get(name, '')) for name in labels)
+            positives = [positives[0] + (click == '1'), positives[1] + (conversion == '1')]
+            if conversion == '1' and click == '0':
+                unclicked.append(reader.line_num)
     scan.positives = tuple(positives)
     if not scan.rows:
         scan.problems.append(f'Input file {path} has a header ({",".join(scan.header)[:80]!r}) '
@@ -165,27 +137,37 @@ def _scan_csv(path: str, labels: Labels, dense: Sequence[str]) -> _CsvScan:
             f'Input file {path}: {len(malformed)} row(s) do not have the header\'s '
             f'{len(scan.header)} fields, at line(s) {_listed([line for line, _ in malformed])} '
             f'(line {line} has {fields}); a truncated or malformed row. Repair or remove it.')
-    for name, cells in bad.items():
-        if cells and name in labels:
-            scan.problems.append(_column_problem(
-                path, name, 'a label', cells, ('are not 0 or 1', 'Write each label as 0 or 1 '
-                                               '(1.0 and 0.0 are accepted too).')))
-        elif cells:
-            scan.problems.append(_column_problem(
-                path, name, 'a dense column', cells, ('are not numbers', 'Write a number, or '
-                                                      'leave the cell empty for a missing value '
-                                                      '(it is imputed).')))
+    for name, cells in ((name, cells) for name, cells in bad.items() if cells):
+        role = 'label' if name in labels else 'dense'
+        scan.problems.append(f'Input file {path}, column {name!r} ({role}): {len(cells)} '
+                             f'cell(s) {BAD_CELLS[role][0]}, at {_listed(cells)}. '
+                             f'{BAD_CELLS[role][1]}')
     if unclicked:
         scan.problems.append(_funnel_problem(path, labels, 'line(s)', unclicked))
+
+
+def _scan_csv(path: str, labels: Labels, dense: Sequence[str]) -> _CsvScan:
+    """One streamed pass over a CSV file: see the module docstring."""
+    with fileio.open(path, 'rb') as f:
+        start = f.read(4)
+    kind = next((kind for magic, kind in NOT_TEXT.items() if start.startswith(magic)), None)
+    scan = _CsvScan(csv_header(path))
+    duplicated = sorted({name for name in scan.header if scan.header.count(name) > 1})
+    if kind:
+        scan.problems.append(f'Input file {path} is {kind}, not a UTF-8 CSV text file. '
+                             'Save it as UTF-8 CSV (uncompressed).')
+    elif duplicated:
+        scan.problems.append(
+            f'Input file {path}: the header names column(s) {duplicated} more than once '
+            f'({",".join(scan.header)[:120]!r}); ExampleGen would keep one and drop the other. '
+            'Rename or remove the duplicates.')
+    else:
+        try:
+            _scan_rows(path, scan, labels, dense)
+        except (_NotText, csv.Error) as e:
+            scan.problems.append(f'Input file {path} is not a CSV text file: {e}. Save it as '
+                                 'UTF-8 CSV.')
     return scan
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def _tfrecord_problems(path: str, labels: Labels) -> List[str]:
