@@ -48,7 +48,8 @@ DENSE_DRIFT_JSD = 0.3       # Jensen-Shannon divergence, dense and integer colum
 CATEGORICAL_DRIFT_LINF = 0.1  # L-infinity distance of the value shares, string columns
 
 
-def _statistics(files: list, data_format: str, labels) -> statistics_pb2.DatasetFeatureStatistics:
+def _statistics(files: list, data_format: str,
+                labels) -> statistics_pb2.DatasetFeatureStatisticsList:
     """TFDV statistics of the tf.Examples ExampleGen makes of `files` (CSV: its decoding;
     TFRecord: the records as they are)."""
     with tempfile.TemporaryDirectory() as tmp:
