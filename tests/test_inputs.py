@@ -5,12 +5,20 @@ Each refusal names the file, the column where there is one, and the offending li
 tests/test_corruption_matrix.py shows the same check stopping a real pipeline run in ExampleGen.
 """
 
+import json
+import subprocess
+import sys
+
 import apache_beam as beam
 import pytest
 import tensorflow as tf
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
-from components.example_gen import CsvToExample
+from components.example_gen import CsvToExample, checked_example_gen
+from conftest import REPO
 from pipeline.inputs import InputDataError, check_input_files
+from trainer.features import parse_feature_spec
 
 LABELS = ('clicked', 'purchased')
 DENSE = ('price', 'activity')
@@ -105,3 +113,34 @@ def test_example_gen_decodes_excel_files_as_plain_ones(tmp_path):
     assert first['clicked'].int64_list.value == [1] and first['purchased'].int64_list.value == [0]
     blank = decoded['excel.csv'][2].features.feature  # u2
     assert blank['activity'].HasField('int64_list') and not blank['activity'].int64_list.value
+
+
+@pytest.mark.slow  # a fresh process importing TFX
+def test_the_kubeflow_step_stops_with_the_same_message(tmp_path):
+    """ExampleGen as a Kubeflow pod runs it: TFX's container entrypoint with the executor class
+    and the parameters the compiled spec gives it (tests/test_kubeflow_compile.py compiles
+    them). A truncated row stops the step with the input check's message."""
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / 'logs.csv').write_text(_csv(*GOOD_ROWS, 'u7,1,1,1'))
+    spec = parse_feature_spec({'labels': {'click': LABELS[0], 'conversion': LABELS[1]},
+                               'categorical': ['user_id'], 'dense': list(DENSE)})
+    component = checked_example_gen('csv', spec, input_base=str(data))
+    values = {name: json_format.MessageToJson(value) if isinstance(value, Message) else value
+              for name, value in component.exec_properties.items() if value is not None}
+    invocation = {'inputs': {'parameterValues': values}, 'outputs': {
+        'artifacts': {'examples': {'artifacts': [{
+            'name': 'examples', 'type': {'instanceSchema': 'title: tfx.Examples\ntype: object\n'},
+            'uri': str(tmp_path / 'examples'), 'metadata': {}}]}},
+        'outputFile': str(tmp_path / 'task' / 'executor_output.json')}}
+    inputs_spec = {'parameters': {name: {'parameterType': 'NUMBER_INTEGER' if isinstance(
+        value, int) else 'STRING'} for name, value in values.items()}}
+    result = subprocess.run(
+        [sys.executable, '-m', 'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor',
+         '--executor_class_path', 'components.example_gen.CsvExecutor',
+         '--json_serialized_invocation_args', json.dumps(invocation),
+         '--json_serialized_inputs_spec_args', json.dumps(inputs_spec)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert (f"InputDataError: Input file {data / 'logs.csv'}: 1 row(s) do not have the header's "
+            '5 fields, at line(s) 5 (line 5 has 4)') in result.stderr, result.stderr[-3000:]
