@@ -68,9 +68,10 @@ def _checked_files(exec_properties: Dict[str, Any], split_pattern: str, data_for
 
 
 def _labels_as_integers(cells: List[bytes], positions: List[int]) -> List[bytes]:
-    """A parsed CSV row with its label cells written as b'0' / b'1' (checked before)."""
+    """A parsed CSV row with its label cells written as b'0' / b'1' (checked before); a blank
+    line (no cells) as it is."""
     cells = list(cells)
-    for i in positions:
+    for i in positions if cells else ():
         cells[i] = inputs.label_value(cells[i].decode()).encode()
     return cells
 
@@ -91,9 +92,7 @@ class CsvToExample(beam.PTransform):
                 | 'ReadFromText' >> beam.ParDo(csv_executor._ReadCsvRecordsFromTextFile())
                 | 'ParseCSVLine' >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=','))
                 | 'ExtractParsedCSVLines' >> beam.Keys()
-                | 'LabelsAsIntegers' >> beam.Map(
-                    lambda cells, positions: _labels_as_integers(cells, positions) if cells
-                    else cells, self._labels))
+                | 'LabelsAsIntegers' >> beam.Map(_labels_as_integers, self._labels))
         column_infos = beam.pvalue.AsSingleton(rows | 'InferColumnTypes' >> beam.CombineGlobally(
             csv_decoder.ColumnTypeInferrer(self._header, skip_blank_lines=True)))
         return rows | 'ToTFExample' >> beam.ParDo(csv_executor._ParsedCsvToTfExample(),
