@@ -77,8 +77,8 @@ def _labels_as_integers(cells: List[bytes], positions: List[int]) -> List[bytes]
 
 
 class CsvToExample(beam.PTransform):
-    """CSV files -> tf.Examples with TFX's CsvExampleGen decoding, after the input check; the
-    column names without a byte-order mark and the labels as integers."""
+    """Checked CSV files (inputs.check_files) -> tf.Examples with TFX's CsvExampleGen decoding;
+    the column names without a byte-order mark and the labels as integers."""
 
     def __init__(self, files: List[str], labels):
         super().__init__()

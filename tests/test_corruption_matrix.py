@@ -128,7 +128,8 @@ SCHEMA_CASES = {
     'missing required column': ('item_category', 'dropped', ['Column dropped']),
     'extra unknown column': ('campaign_id', 'added', ['New column']),
     'string in a numeric column': ('ad_position', "'top' in one row",
-                                   ['Expected data of type: INT but got STRING']),
+                                   ['Expected data of type: INT but got STRING',
+                                    'such as "top"']),
     'NaN dense value': ('price', "'nan' in one row", ['Float feature has NaN values']),
     'infinite dense value': ('user_age', "'inf' in one row",
                              ['Float feature has Inf values']),
@@ -166,6 +167,7 @@ def test_schema_problems_stop_at_the_gate(schema_run, reliability, case):
     column, corruption, expected = SCHEMA_CASES[case]
     lines = [line.strip() for line in message.splitlines() if f", feature '{column}':" in line]
     assert lines and all(text in line for text in expected for line in lines), message
+    assert f'does not match the schema {config.schema_path} ' in message  # the file in use
     _assert_nothing_trained_or_pushed(config)
     reliability(case, 'stopped', f'{column} {corruption}: {lines[0][:80]}')
 
