@@ -61,11 +61,13 @@ $(SIM_DIR)/truth/summary.json: | $(VENV)/.installed
 	$(PY) -m simulator --rows $(ROWS) --seed $(SEED) --out $(SIM_DIR)
 
 run: $(if $(DATA),install,data)
+	$(PY) -m pipeline.arguments
 	$(PY) -m pipeline.local_runner
 	$(PY) -m pipeline.summary $(if $(DATA),,--truth $(SIM_DIR)/truth/summary.json)
 
 schema: install
 	@test -n "$(SPEC)" || { echo 'make schema needs DATA=... SPEC=... NAME=...: it must not overwrite the curated schema/schema.pbtxt of the simulated data.'; exit 2; }
+	$(PY) -m pipeline.arguments
 	$(PY) -m pipeline.infer_schema
 
 # The latest evaluation (and bench/results/*.md) as one HTML page: outputs/report/index.html.

@@ -6,7 +6,8 @@ tfdv.validate_statistics without previous statistics, so the schema's drift comp
 ignored). This gate fails its execution (and so the run, before Transform and training) with a
 message naming each split, feature and reason when
 
-- ExampleValidator found anomalies (types, domains, presence: schema/schema.pbtxt), or
+- ExampleValidator found anomalies (types, domains, presence: the imported schema, named in
+  the message; TFDV's lines give an offending value for type and range problems), or
 - a feature with a `drift_comparator` in the schema moved further from the statistics of the
   last run that passed this gate than the comparator's threshold allows.
 
@@ -78,7 +79,8 @@ def AnomaliesGate(
         baseline_dir: tfx.dsl.components.Parameter[str]) -> None:
     """Raises DataAnomaliesError on schema anomalies or on drift from the statistics in
     `baseline_dir`; else makes `statistics` the new baseline."""
-    curated = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))
+    schema_file = io_utils.get_only_uri_in_dir(schema.uri)
+    curated = io_utils.SchemaReader().read(schema_file)
     problems = []
     for split in artifact_utils.decode_split_names(anomalies.split_names):
         path = os.path.join(artifact_utils.get_split_uri([anomalies], split), ANOMALIES_FILE)
@@ -95,7 +97,7 @@ def AnomaliesGate(
                      for line in describe_anomalies(split, drift)]
     if problems:
         raise DataAnomaliesError(
-            'The input data does not match schema/schema.pbtxt or drifted from the last '
+            f'The input data does not match the schema {schema_file} or drifted from the last '
             'accepted run; the run stops before training. Fix the data, or update the schema '
             'if the change is intended:\n  ' + '\n  '.join(problems))
     io_utils.copy_dir(statistics.uri, baseline_dir)

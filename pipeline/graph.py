@@ -10,6 +10,7 @@ from tfx import v1 as tfx
 
 from components.anomalies_gate import AnomaliesGate
 from components.atomic_pusher import AtomicPusher
+from components.example_gen import checked_example_gen
 from components.serving_contract import ServingContractCheck
 from pipeline.config import PipelineConfig
 from pipeline.eval_config import make_eval_config
@@ -18,7 +19,8 @@ GATE_ID = 'AnomaliesGate'  # where validate-only runs stop
 
 
 def _example_gen(config: PipelineConfig, span: Optional[int] = None):
-    """Reads the input folder (CSV or TFRecord of tf.Examples), split train:eval by hash.
+    """Reads the input folder (CSV or TFRecord of tf.Examples), split train:eval by hash,
+    after the input check (components/example_gen.py).
 
     With daily data (config.span_folder) it reads one span: `span`, or else the latest one.
     """
@@ -33,9 +35,7 @@ def _example_gen(config: PipelineConfig, span: Optional[int] = None):
     if span is not None:
         kwargs['range_config'] = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
             start_span_number=span, end_span_number=span))
-    if config.data_format == 'csv':
-        return tfx.components.CsvExampleGen(**kwargs)
-    return tfx.components.ImportExampleGen(**kwargs)
+    return checked_example_gen(config.data_format, config.feature_spec(), **kwargs)
 
 
 def _span_window(config: PipelineConfig, example_gen) -> Optional[tfx.dsl.Resolver]:

@@ -21,7 +21,8 @@ from trainer import features
 
 
 def run(config: config_lib.PipelineConfig, validate_only: bool = False) -> None:
-    """Checks the inputs, then runs every component in order; raises if one fails.
+    """Runs every component in order; raises if one fails (ExampleGen checks the input files
+    first, components/example_gen.py).
 
     `validate_only` stops after the AnomaliesGate: new data is checked (and, when it passes,
     becomes the drift baseline of the next run) without training.
@@ -36,10 +37,10 @@ def run(config: config_lib.PipelineConfig, validate_only: bool = False) -> None:
     if config.span_folder:
         spans = inputs.find_spans(config.data_root, config.span_folder)
         folders = {span: spans[span] for span in list(spans)[-config.train_window_spans:]}
-    files = [f for folder in folders.values()
-             for f in inputs.check_input_files(folder, config.data_format, spec.label_columns)]
-    logging.info('Pipeline %s: %d input file(s) in %s (spans: %s); outputs under %s; pushes '
-                 'to %s.', config.pipeline_name, len(files), config.data_root,
+    for folder in folders.values():
+        inputs.folder_files(folder)
+    logging.info('Pipeline %s: input in %s (spans: %s), checked by ExampleGen; outputs under '
+                 '%s; pushes to %s.', config.pipeline_name, config.data_root,
                  ', '.join(map(str, folders)), config.pipeline_root, config.serving_model_dir)
     *earlier, latest = folders
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)

@@ -66,6 +66,19 @@ def test_dataset_anomalies_and_reasonless_features_are_described():
         "split 'train', whole dataset: Low count: Only 3 examples."]
 
 
+def test_type_and_range_problems_show_an_offending_value(impressions, raw_schema):
+    """Text in an integer column and a negative count: each line names the problem and an
+    offending value."""
+    bad = impressions.astype({'ad_position': str})  # as a CSV column with text is decoded
+    bad.loc[7, 'ad_position'] = 'top'
+    bad.loc[8, 'user_activity'] = -4
+    position, activity = describe_anomalies('train', _validate(bad, raw_schema))
+    assert position.startswith("split 'train', feature 'ad_position': Unexpected data type")
+    assert 'such as "top"' in position
+    assert activity.startswith("split 'train', feature 'user_activity': Out-of-range values")
+    assert 'Unexpectedly small value: -4' in activity
+
+
 def _split_artifact(artifact, root, per_split, file_name):
     """`artifact` at `root` holding one serialized proto per split, as TFX lays it out."""
     artifact.uri = str(root)
@@ -104,6 +117,7 @@ def test_gate_stops_the_run_on_anomalies(tmp_path, clean_anomalies, bad_anomalie
         _gate(tmp_path / 'bad', {'train': clean_anomalies, 'eval': bad_anomalies},
               {'train': stats, 'eval': stats})
     message = str(error.value)
+    assert f'does not match the schema {SCHEMA_PATH} ' in message  # the file in use
     assert "split 'eval', feature 'device'" in message
     assert "split 'eval', feature 'click'" in message
     assert "split 'train'" not in message

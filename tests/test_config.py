@@ -2,6 +2,9 @@
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -164,7 +167,7 @@ def test_header_only_csv(tmp_path, content):
 def test_good_csv_files_are_listed(tmp_path):
     """Valid inputs come back as the sorted list of files directly in the folder."""
     for name in ('b.csv', 'a.csv'):
-        (tmp_path / name).write_text('user_id,click\nu1,0\n')
+        (tmp_path / name).write_text('user_id,click,conversion\nu1,1,0\nu2,1,1\n')
     (tmp_path / 'nested').mkdir()
     (tmp_path / 'nested' / 'c.csv').write_text('user_id,click\n')  # ignored: not read by ExampleGen
     assert check_input_files(str(tmp_path), 'csv', LABELS) == [str(tmp_path / 'a.csv'),
@@ -228,3 +231,21 @@ def test_a_file_that_is_not_tfrecords(tmp_path):
     with pytest.raises(InputDataError,
                        match='impressions.csv is not a TFRecord file of tf.Examples'):
         check_input_files(str(tmp_path), 'tfrecord', LABELS)
+
+
+# --- pipeline.arguments: the Makefile's NAME / DATA / SPEC before the heavy imports -----------
+
+@pytest.mark.parametrize('env, message', [
+    ({'FUNNEL_PIPELINE_NAME': 'clean_curated'}, "pipeline_name='clean_curated' must be"),
+    ({'FUNNEL_DATA_ROOT': '/no/such/logs'}, 'Input folder /no/such/logs does not exist'),
+    ({'FUNNEL_FEATURE_SPEC_PATH': '/no/spec.yaml'}, 'Feature spec /no/spec.yaml cannot be read'),
+])
+def test_bad_arguments_fail_before_tensorflow_is_imported(tmp_path, env, message):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith('FUNNEL_')},
+           'FUNNEL_DATA_ROOT': str(tmp_path), **env}
+    code = ('import sys; from pipeline import arguments; rc = arguments.main(); '
+            'print("tensorflow" in sys.modules); sys.exit(rc)')
+    result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stderr
+    assert result.stdout.strip() == 'False'

@@ -1,6 +1,10 @@
 """A user's own logs, end to end: other column names and feature counts, a feature spec for
 them, an inferred schema, daily spans with a rolling training window, and warm start.
 
+The logs are written as real exports write them: an activity count blank in about 10% of rows,
+labels written 1.0 / 0.0 by pandas (span 2), and an Excel CSV with a UTF-8 byte-order mark and
+CRLF line ends (span 3, the span the schema is inferred from). No hand edit of the schema.
+
 Day 1: spans 1-3 exist, the window is 2 spans: span 2 is ingested first, span 3 by the run;
 Transform and Trainer see spans 2 and 3, the Evaluator span 3. Day 2: span 4 arrives; the next
 run trains on spans 3 and 4, warm-started from day 1's blessed model.
@@ -24,10 +28,12 @@ from trainer.warmup import serialize_example
 pytestmark = pytest.mark.slow
 
 ROWS_PER_SPAN = 2000
-# The user's columns, from the simulator's: 3 categorical, 2 dense, renamed labels, one column
+# The user's columns, from the simulator's: 3 categorical, 3 dense, renamed labels, one column
 # the model does not use.
 RENAMED = {'item_category': 'publisher', 'device': 'os', 'ad_position': 'slot',
-           'price': 'bid', 'user_age': 'age', 'click': 'clicked', 'conversion': 'purchased'}
+           'price': 'bid', 'user_age': 'age', 'user_activity': 'activity', 'click': 'clicked',
+           'conversion': 'purchased'}
+FLOAT_LABELS_SPAN, EXCEL_SPAN = 2, 3
 SPEC = """
 labels: {click: clicked, conversion: purchased}
 categorical:
@@ -37,6 +43,7 @@ categorical:
 dense:
   - {name: bid, log: true}
   - age
+  - {name: activity, log: true}
 slices: [os]
 """
 
@@ -45,13 +52,19 @@ def _logs(span: int):
     examples, _ = simulate(ROWS_PER_SPAN, seed=span)
     logs = examples[list(RENAMED)].rename(columns=RENAMED)
     logs['request_time'] = [f'2026-11-{span:02d}T{i % 24:02d}:00' for i in range(len(logs))]
+    blank = np.random.default_rng(span).random(len(logs)) < 0.1
+    logs['activity'] = logs['activity'].astype('Int64').mask(blank)  # written as blank cells
     return logs
 
 
 def _write_span(data_root, span: int):
     folder = data_root / f'day-{span}'
     folder.mkdir(parents=True)
-    _logs(span).to_csv(folder / 'impressions.csv', index=False)
+    logs = _logs(span)
+    if span == FLOAT_LABELS_SPAN:
+        logs = logs.astype({'clicked': float, 'purchased': float})
+    excel = dict(encoding='utf-8-sig', lineterminator='\r\n') if span == EXCEL_SPAN else {}
+    logs.to_csv(folder / 'impressions.csv', index=False, **excel)
 
 
 @pytest.fixture(scope='module')
@@ -117,6 +130,10 @@ def test_inferred_schema_applies_the_spec(setup):
         assert list(by_name[label].not_in_environment) == ['SERVING']
     assert by_name['os'].presence.min_fraction == 1.0
     assert by_name['os'].WhichOneof('domain_info') is None  # unseen values go to OOV buckets
+    assert by_name['activity'].value_count.max == 1 and not by_name['activity'].HasField('shape')
+    assert by_name['bid'].float_domain.min == 0 and by_name['bid'].float_domain.disallow_nan
+    assert by_name['bid'].drift_comparator.jensen_shannon_divergence.threshold > 0
+    assert by_name['os'].drift_comparator.infinity_norm.threshold > 0
     assert os.listdir(os.path.dirname(config.schema_path)) == ['schema.pbtxt']
 
 
@@ -131,8 +148,10 @@ def test_day_1_trains_on_the_window_and_evaluates_on_the_latest_span(setup, day_
 def test_pushed_model_takes_the_users_features(setup, day_1):
     model = tf.saved_model.load(day_1['pushed_to'])
     raw = _logs(9).drop(columns=['clicked', 'purchased', 'request_time'])[:32]
+    raw['activity'] = raw['activity'].fillna(0).astype(int)  # an integer has no NaN to send
     serve = model.signatures[features.RAW_SIGNATURE]
-    assert set(serve.structured_input_signature[1]) == {'publisher', 'os', 'slot', 'bid', 'age'}
+    assert set(serve.structured_input_signature[1]) == {'publisher', 'os', 'slot', 'bid', 'age',
+                                                        'activity'}
     outputs = serve(**{name: tf.constant(raw[name].to_numpy(
         dtype=np.float32 if raw[name].dtype == float else None)) for name in raw.columns})
     from_examples = model.signatures[features.DEFAULT_SIGNATURE](examples=tf.constant(

@@ -1,0 +1,136 @@
+"""ExampleGen with the input check in its executor: CSV files as they really come from exports.
+
+TFX's CsvExampleGen takes the column names from the first line as it is, so a UTF-8
+byte-order mark (Excel's CSV export) becomes part of the first column's name, and it types a
+column `1.0, 0.0, ...` as FLOAT. This executor keeps TFX's own decoding (its reader, tfx-bsl's
+CSV parser and column type inference, its tf.Example conversion) and changes two things: the
+column names come without the byte-order mark, and label cells are written as the integers 0
+and 1 they stand for, so labels are INT whatever their spelling.
+
+Before that, `pipeline/inputs.py` checks the files ExampleGen is about to read (one streamed
+pass each) and stops the run naming the file, the column and the lines. The check runs in
+ExampleGen's executor rather than in a component of its own because ExampleGen runs again
+whenever its input files change (its driver fingerprints them), whereas a separate step keyed
+by the data folder would be a cache hit on tomorrow's files. It runs wherever ExampleGen runs:
+the local runner, or a Kubeflow container (files are read through tfx.dsl.io.fileio, so the
+data root may be an object store and a run parameter).
+
+The feature spec's label and dense columns reach the executor in ExampleGen's `custom_config`
+(a protobuf Struct).
+"""
+
+import os
+from typing import Any, Dict, List
+
+import apache_beam as beam
+from google.protobuf import json_format, struct_pb2
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.components.example_gen.csv_example_gen import executor as csv_executor
+from tfx.components.example_gen.import_example_gen import executor as import_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_component_specs
+from tfx_bsl.coders import csv_decoder
+
+from pipeline import inputs
+from trainer import features
+
+CSV_ID, TFRECORD_ID = 'CsvExampleGen', 'ImportExampleGen'  # the component ids, as TFX's
+
+
+def custom_config(spec: features.FeatureSpec) -> example_gen_pb2.CustomConfig:
+    """The columns the input check needs, for ExampleGen's custom_config."""
+    columns = struct_pb2.Struct()
+    columns.update({'labels': list(spec.label_columns), 'dense': list(spec.dense_names)})
+    config = example_gen_pb2.CustomConfig()
+    config.custom_config.Pack(columns)
+    return config
+
+
+def _columns(exec_properties: Dict[str, Any]):
+    """(labels, dense columns) from the custom_config (a JSON string in the executor)."""
+    config = json_format.Parse(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY],
+                               example_gen_pb2.CustomConfig())
+    columns = struct_pb2.Struct()
+    config.custom_config.Unpack(columns)
+    return tuple(columns['labels']), tuple(columns['dense'])
+
+
+def _checked_files(exec_properties: Dict[str, Any], split_pattern: str, data_format: str):
+    """The split's input files, after the input check (raises inputs.InputDataError)."""
+    pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY],
+                           split_pattern)
+    files = inputs.list_files(pattern)
+    if not files:
+        raise inputs.InputDataError(f'No input file matches {pattern}.')
+    inputs.check_files(files, data_format, *_columns(exec_properties))
+    return files
+
+
+def _labels_as_integers(cells: List[bytes], positions: List[int]) -> List[bytes]:
+    """A parsed CSV row with its label cells written as b'0' / b'1' (checked before); a blank
+    line (no cells) as it is."""
+    cells = list(cells)
+    for i in positions if cells else ():
+        cells[i] = inputs.label_value(cells[i].decode()).encode()
+    return cells
+
+
+class CsvToExample(beam.PTransform):
+    """Checked CSV files (inputs.check_files) -> tf.Examples with TFX's CsvExampleGen decoding;
+    the column names without a byte-order mark and the labels as integers."""
+
+    def __init__(self, files: List[str], labels):
+        super().__init__()
+        self._files = files
+        self._header = inputs.csv_header(files[0])
+        self._labels = [self._header.index(name) for name in labels if name in self._header]
+
+    def expand(self, pipeline):
+        rows = (pipeline
+                | 'CreateFilenames' >> beam.Create(self._files)
+                | 'ReadFromText' >> beam.ParDo(csv_executor._ReadCsvRecordsFromTextFile())
+                | 'ParseCSVLine' >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=','))
+                | 'ExtractParsedCSVLines' >> beam.Keys()
+                | 'LabelsAsIntegers' >> beam.Map(_labels_as_integers, self._labels))
+        column_infos = beam.pvalue.AsSingleton(rows | 'InferColumnTypes' >> beam.CombineGlobally(
+            csv_decoder.ColumnTypeInferrer(self._header, skip_blank_lines=True)))
+        return rows | 'ToTFExample' >> beam.ParDo(csv_executor._ParsedCsvToTfExample(),
+                                                  column_infos)
+
+
+def checked_csv_to_example(exec_properties: Dict[str, Any], split_pattern: str):
+    """The input check of the split's CSV files, then CsvToExample over them."""
+    files = _checked_files(exec_properties, split_pattern, 'csv')
+    return CsvToExample(files, _columns(exec_properties)[0])
+
+
+class CsvExecutor(csv_executor.Executor):
+    """TFX's CsvExampleGen executor with the input check, the byte-order mark and labels as
+    integers (CsvToExample)."""
+
+    def GetInputSourceToExamplePTransform(self):
+        return checked_csv_to_example
+
+
+class TFRecordExecutor(import_executor.Executor):
+    """TFX's ImportExampleGen executor with the input check first (funnel rule per record)."""
+
+    def GetInputSourceToExamplePTransform(self):
+        read = super().GetInputSourceToExamplePTransform()
+
+        def checked(exec_properties: Dict[str, Any], split_pattern: str):
+            _checked_files(exec_properties, split_pattern, 'tfrecord')
+            return read(exec_properties, split_pattern)
+        return checked
+
+
+def checked_example_gen(data_format: str, spec: features.FeatureSpec,
+                        **kwargs) -> FileBasedExampleGen:
+    """ExampleGen for `data_format` ('csv' or 'tfrecord') with the checked executor; `kwargs`
+    are FileBasedExampleGen's (input_base, input_config, output_config, range_config)."""
+    executor = CsvExecutor if data_format == 'csv' else TFRecordExecutor
+    return FileBasedExampleGen(
+        custom_config=custom_config(spec),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(executor), **kwargs,
+    ).with_id(CSV_ID if data_format == 'csv' else TFRECORD_ID)
