@@ -58,6 +58,12 @@ PROJECT_SYSTEMS = {
     'MMoE + ESMM + uncertainty weights': dict(architecture='mmoe', loss='esmm',
                                               task_weighting='uncertainty'),
     'MMoE + ESMM + GradNorm': dict(architecture='mmoe', loss='esmm', task_weighting='gradnorm'),
+    # The learned interactions (trainer/interactions.py), on MMoE + ESMM.
+    'MMoE + ESMM + user x item': dict(architecture='mmoe', loss='esmm',
+                                      user_item_interaction='product'),
+    'MMoE + ESMM + cross': dict(architecture='mmoe', loss='esmm', cross_layers=2),
+    'MMoE + ESMM + user x item + cross': dict(architecture='mmoe', loss='esmm',
+                                              user_item_interaction='product', cross_layers=2),
 }
 # The default --systems: those of the committed bench/results/quality.md (its command has no
 # --systems); the others are picked by name (make bench-tradeoffs).
@@ -92,6 +98,9 @@ def scores(predictions: Dict[str, np.ndarray], test: Dict[str, np.ndarray],
         result[f'{task} AUC'] = roc_auc_score(y, p)
         result[f'{task} AUC / Bayes'] = result[f'{task} AUC'] / bayes[task]
         result[f'{task} calibration'] = p.mean() / y.mean()
+        if f'uncalibrated {output}' in predictions:
+            result[f'{task} calibration before'] = (
+                predictions[f'uncalibrated {output}'][rows].mean() / y.mean())
     result['examples/s'] = float(predictions['examples_per_s'])
     return result
 
@@ -108,6 +117,7 @@ def train_project(config, data_dir: str, epochs: int) -> Dict[str, np.ndarray]:
     import tensorflow as tf
     import tensorflow_transform as tft
 
+    from trainer.calibration import fit_calibration
     from trainer.in_memory import epoch_batches
     from trainer.losses import split_labels
     from trainer.train import build_compiled_model
@@ -120,9 +130,17 @@ def train_project(config, data_dir: str, epochs: int) -> Dict[str, np.ndarray]:
     batches = epoch_batches(shared.load(data_dir, 'train'), config.batch_size,
                                    config.seed).map(split_labels)
     examples_per_s = shared.fit(model, batches, epochs, config.batch_size)
-    outputs = shared.predict(model, shared.load(data_dir, 'test'))
-    return {**{name: value.reshape(-1) for name, value in outputs.items()},
-            'examples_per_s': examples_per_s}
+    outputs = {name: value.reshape(-1)
+               for name, value in shared.predict(model, shared.load(data_dir, 'test')).items()}
+    uncalibrated = {f'uncalibrated {name}': value for name, value in outputs.items()}
+    if config.calibration:  # fitted on the validation split, as the pipeline's Trainer does
+        validation = shared.load(data_dir, 'validation')
+        calibrator = fit_calibration(
+            {name: value.reshape(-1) for name, value in shared.predict(model, validation).items()},
+            validation)
+        outputs = {name: np.asarray(value).reshape(-1)
+                   for name, value in calibrator(outputs).items()}
+    return {**outputs, **uncalibrated, 'examples_per_s': examples_per_s}
 
 
 def train_deepctr(systems: List[str], config, seeds: int, data_dir: str,

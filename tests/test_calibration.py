@@ -43,9 +43,7 @@ def test_click_map_matches_sklearn_logistic_regression(fitted):
 
 
 def test_calibrated_on_new_rows_and_funnel_order(fitted):
-    calibrator, predictions, labels = fitted
-    before = calibration.mean_ratios(predictions, labels)
-    assert all(abs(ratio - 1) > 0.1 for ratio in before.values())  # like main's make run
+    calibrator, _, _ = fitted
     new_predictions, _, truth = _funnel(100_000, seed=2)  # rows the maps never saw
     outputs = {name: np.asarray(value).reshape(-1)
                for name, value in calibrator(new_predictions).items()}
