@@ -90,9 +90,12 @@ def test_calibration_histograms_add_up_to_the_metrics(tiny_evaluation, metric_ta
 
 def test_blessing_failures_and_thresholds_come_from_the_evaluation(tiny_evaluation):
     failures = run_outputs.blessing_failures(tiny_evaluation)
-    assert len(failures) == 1
+    assert len(failures) == 2
     assert failures[0].startswith('p_click auc = ')
     assert failures[0].endswith('on slice Overall (threshold: >= 0.99)')
+    # No conversion in the 400 rows: the calibration is undefined, which fails even a wide band.
+    assert failures[1] == ('p_conversion calibration = nan on slice Overall '
+                           '(threshold: >= 0.001; <= 1000)')
     assert run_outputs.blessing_thresholds(tiny_evaluation) == [
         (features.P_CLICK, 'AUC', summary.OVERALL, '>= 0.99; change vs baseline >= -0.02'),
         (features.P_CLICK, 'Calibration', summary.OVERALL, '>= 0.001; <= 1000'),

@@ -14,6 +14,8 @@ The maps are fitted on the validation split, which training never fits on, with 
   that product, so the conversion loss cannot bend the click calibration.
 """
 
+import json
+import os
 from typing import Dict, Tuple
 
 import numpy as np
@@ -24,6 +26,10 @@ from trainer import features
 EPSILON = 1e-7           # probabilities are clipped to [EPSILON, 1 - EPSILON] before the logit
 FIT_EPOCHS = 300         # full-batch Adam steps: 4 parameters converge well within this
 FIT_LEARNING_RATE = 0.05
+# The validation split's reliability data before and after the maps, shipped with the model for
+# the report's before/after diagrams (report/build.py).
+HISTOGRAMS_FILE = os.path.join('assets.extra', 'calibration_histograms.json')
+HISTOGRAM_BUCKETS = 200  # equal-count buckets of sorted predictions; the report regroups them
 
 
 @tf.keras.utils.register_keras_serializable(package='funnel')
@@ -34,7 +40,6 @@ class PlattScaling(tf.keras.layers.Layer):
         self.slope = self.add_weight(name='slope', shape=(), initializer='ones',
                                      constraint=tf.keras.constraints.NonNeg())
         self.bias = self.add_weight(name='bias', shape=(), initializer='zeros')
-        super().build(input_shape)
 
     def call(self, p):
         p = tf.clip_by_value(p, EPSILON, 1.0 - EPSILON)
@@ -105,3 +110,23 @@ def mean_ratios(predictions: Dict[str, np.ndarray], labels: Dict[str, np.ndarray
     return {output: round(float(np.mean(predictions[output])
                                 / np.mean(labels[features.OUTPUT_LABELS[output]])), 3)
             for output in (features.P_CLICK, features.P_CONVERSION)}
+
+
+def histogram(prediction: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Rows of (examples, sum of labels, sum of predictions) over equal-count buckets of the
+    sorted predictions: the layout of TFMA's calibration plot (run_outputs)."""
+    order = np.argsort(prediction, kind='stable')
+    buckets = np.array_split(order, min(HISTOGRAM_BUCKETS, len(order)))
+    return np.array([(len(rows), label[rows].sum(), prediction[rows].sum()) for rows in buckets],
+                    dtype=np.float64)
+
+
+def write_histograms(export_dir: str, before: Dict[str, np.ndarray],
+                     after: Dict[str, np.ndarray], labels: Dict[str, np.ndarray]) -> None:
+    """{output: {'before': histogram, 'after': histogram}} of p_click and p_conversion."""
+    data = {output: {stage: histogram(np.asarray(outputs[output]).reshape(-1),
+                                      labels[features.OUTPUT_LABELS[output]]).tolist()
+                     for stage, outputs in (('before', before), ('after', after))}
+            for output in (features.P_CLICK, features.P_CONVERSION)}
+    with tf.io.gfile.GFile(os.path.join(export_dir, HISTOGRAMS_FILE), 'w') as f:
+        json.dump(data, f)

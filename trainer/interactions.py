@@ -47,7 +47,6 @@ class CrossNetwork(tf.keras.layers.Layer):
                                             name=f'cross_{i}') for i in range(self.num_layers)]
         for layer in self.cross:
             layer.build(input_shape)
-        super().build(input_shape)
 
     def call(self, x0):
         x = x0

@@ -104,18 +104,20 @@ def predict_split(funnel_model: tf.keras.Model, file_pattern: List[str],
 
 def fit_calibration(funnel_model: tf.keras.Model, fn_args: tfx.components.FnArgs,
                     tft_output: tft.TFTransformOutput,
-                    config: ModelConfig) -> calibration.FunnelCalibration:
-    """The calibration maps fitted on the validation split (trainer/calibration.py)."""
+                    config: ModelConfig) -> Tuple[calibration.FunnelCalibration, Dict, Dict, Dict]:
+    """The calibration maps fitted on the validation split (trainer/calibration.py), with the
+    split's outputs before and after them and its labels."""
     start = time.time()
     outputs, labels = predict_split(funnel_model, fn_args.eval_files, fn_args.data_accessor,
                                     tft_output, config.batch_size)
     fitted = calibration.fit_calibration(outputs, labels)
-    ratios = [calibration.mean_ratios(p, labels) for p in (outputs, fitted(outputs))]
+    calibrated = fitted(outputs)
+    ratios = [calibration.mean_ratios(p, labels) for p in (outputs, calibrated)]
     logging.info('Calibration fitted on %d validation rows in %.1f s, (slope, bias) %s; mean '
                  'prediction / mean label before: %s, after: %s.',
                  len(labels[features.CLICK_LABEL]), time.time() - start, fitted.parameters(),
                  *ratios)
-    return fitted
+    return fitted, outputs, calibrated, labels
 
 
 def model_inputs(tft_output: tft.TFTransformOutput,
@@ -171,7 +173,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     steps = len(history.epoch) * steps_per_validation
     logging.info('Trained %d steps of %d examples in %.1f s (%.0f examples/s incl. validation).',
                  steps, config.batch_size, elapsed, steps * config.batch_size / elapsed)
-    fitted = fit_calibration(funnel_model, fn_args, tft_output, config) if config.calibration \
-        else None
+    if not config.calibration:
+        export.export_serving_model(funnel_model, tft_output, fn_args.serving_model_dir, spec)
+        return
+    fitted, before, after, labels = fit_calibration(funnel_model, fn_args, tft_output, config)
     export.export_serving_model(funnel_model, tft_output, fn_args.serving_model_dir, spec,
                                 fitted)
+    calibration.write_histograms(fn_args.serving_model_dir, before, after, labels)
