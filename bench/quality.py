@@ -13,8 +13,9 @@ its single-task baseline and, with --loss-weights, the Pareto front of click vs 
 (bench/tradeoffs.py). The markdown tables are printed and written to --out (the Pareto points
 also as JSON, --pareto-json).
 
---architecture, --experts, --entity-experts, --loss, --weighting and --schedule define a custom
-project system next to the named ones; a combination the configuration refuses stops the run
+--architecture, --experts, --entity-experts, --loss, --weighting, --schedule,
+--user-item-interaction, --cross-layers and --embedding-l2 define a custom project system next to
+the named ones; a combination the configuration refuses stops the run
 with its message.
 """
 
@@ -35,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 
 from bench import data, results_file, shared, tradeoffs
 from pipeline.config import (ARCHITECTURES, LOSSES, REPO_ROOT, SCHEDULES, TASK_WEIGHTINGS,
-                             ConfigError, load_config)
+                             USER_ITEM_INTERACTIONS, ConfigError, load_config)
 from trainer import features
 
 # Project systems: ModelConfig overrides (every architecture with ESMM, every loss with MMoE and
@@ -461,7 +462,10 @@ def custom_system(args) -> Dict[str, dict]:
     changes = {field: value for field, value in (
         ('architecture', args.architecture), ('loss', args.loss),
         ('task_weighting', args.weighting), ('schedule', args.schedule),
-        ('entity_experts', args.entity_experts)) if value is not None}
+        ('entity_experts', args.entity_experts),
+        ('user_item_interaction', args.user_item_interaction),
+        ('cross_layers', args.cross_layers), ('embedding_l2', args.embedding_l2))
+        if value is not None}
     if args.experts is not None:
         architecture = changes.get('architecture', 'mmoe')
         if architecture not in ('mmoe', 'ple'):
@@ -480,7 +484,11 @@ def custom_system(args) -> Dict[str, dict]:
                      + [f'{args.experts} experts'] * (args.experts is not None)
                      + [f'{n} user + {n} item experts'] * (n > 0)
                      + [f'{config.task_weighting} weights'] * (config.task_weighting != 'static')
-                     + [f'{config.schedule} schedule'] * (config.schedule != 'joint'))
+                     + [f'{config.schedule} schedule'] * (config.schedule != 'joint')
+                     + [f'user x item {config.user_item_interaction}'] * (
+                         args.user_item_interaction is not None)
+                     + [f'{config.cross_layers} cross layers'] * (args.cross_layers is not None)
+                     + [f'embedding L2 {config.embedding_l2:g}'] * (args.embedding_l2 is not None))
     return {name: changes}
 
 
@@ -505,6 +513,9 @@ def main(argv: Optional[List[str]] = None) -> str:
     custom.add_argument('--loss', choices=LOSSES)
     custom.add_argument('--weighting', choices=TASK_WEIGHTINGS)
     custom.add_argument('--schedule', choices=SCHEDULES)
+    custom.add_argument('--user-item-interaction', choices=USER_ITEM_INTERACTIONS)
+    custom.add_argument('--cross-layers', type=int, help='DCN-v2 cross layers')
+    custom.add_argument('--embedding-l2', type=float)
     parser.add_argument('--loss-weights', default='',
                         help='click:conversion loss-weight ratios to sweep for the Pareto front, '
                         'e.g. 4:1,2:1,1:1,1:2,1:4 (default: no sweep, no front)')

@@ -36,7 +36,9 @@ def test_quality_benchmark_writes_every_row_and_column(tmp_path, data_root):
     header, _, bayes, *systems = _table_rows(text, '## 3,000 rows')
     expected_columns = (['system'] + [f'{t} AUC' for t, *_ in quality.TASKS]
                         + [f'{t} AUC / Bayes' for t, *_ in quality.TASKS]
-                        + [f'{t} calibration' for t, *_ in quality.TASKS[:3]] + ['examples/s'])
+                        + [f'{t} calibration' for t, *_ in quality.TASKS[:3]]
+                        + [f'{t} worst slice calibration' for t, *_ in quality.TASKS[:2]]
+                        + ['examples/s'])
     assert header == expected_columns
     assert [row[0] for row in systems] == list(SYSTEMS)
     assert all(0.0 < float(value) < 1.0 for value in bayes[1:1 + len(quality.TASKS)])
@@ -45,6 +47,14 @@ def test_quality_benchmark_writes_every_row_and_column(tmp_path, data_root):
         aucs = [float(cell) for cell in row[1:1 + len(quality.TASKS)]]
         assert all(0.0 < auc < 1.0 for auc in aucs), row
         assert float(row[-1]) > 0  # examples/s
+
+    # Calibration per seed: the project's systems before -> after the maps of the validation
+    # split; the maps move the mean of every system.
+    per_seed = _table_rows(text, 'Calibration per seed')[2:]
+    assert [(row[0], row[1]) for row in per_seed] == [(system, '0') for system in SYSTEMS]
+    for row in per_seed:
+        before, after = (float(value) for value in row[2].split(' -> '))
+        assert before != after and 0.5 < after < 2.0, row
 
     curve = _table_rows(text, '## Learning curve of MMoE + ESMM')
     assert curve[2][0] == '3,000'
@@ -152,9 +162,19 @@ def test_invalid_custom_systems_stop_with_the_configuration_message(arguments, m
     assert not (tmp_path / 'q.md').exists()
 
 
+def test_custom_system_with_interactions_names_them():
+    args = argparse.Namespace(architecture=None, experts=None, entity_experts=None, loss=None,
+                              weighting=None, schedule=None, user_item_interaction='product',
+                              cross_layers=2, embedding_l2=3e-4)
+    assert quality.custom_system(args) == {
+        'custom: mmoe + esmm, user x item product, 2 cross layers, embedding L2 0.0003': {
+            'user_item_interaction': 'product', 'cross_layers': 2, 'embedding_l2': 3e-4}}
+
+
 def test_custom_system_names_its_choices():
     args = argparse.Namespace(architecture='mmoe', experts=2, entity_experts=1,
-                                      loss=None, weighting='gradnorm', schedule=None)
+                              loss=None, weighting='gradnorm', schedule=None,
+                              user_item_interaction=None, cross_layers=None, embedding_l2=None)
     assert quality.custom_system(args) == {
         'custom: mmoe + esmm, 2 experts, 1 user + 1 item experts, gradnorm weights': {
             'architecture': 'mmoe', 'task_weighting': 'gradnorm', 'entity_experts': 1,
