@@ -153,7 +153,9 @@ class EvaluationConfig:
     min_cvr_auc: float = 0.52          # p_cvr on clicked impressions
     max_auc_regression: float = 0.02   # candidate may lose at most this much AUC per task
     # Calibration (mean prediction / mean label) of p_click and p_conversion on all eval rows
-    # must lie in this band for the model to be blessed.
+    # must lie in this band for the model to be blessed. An eval split without a conversion has
+    # no calibration and fails; gate_calibration=False reports calibration without gating.
+    gate_calibration: bool = True
     min_calibration: float = 0.9
     max_calibration: float = 1.1
     # Equal-width buckets of TFMA's calibration plot over [0, 1]. Conversion probabilities are

@@ -25,7 +25,7 @@ OVERALL_SLICE = tfma.SlicingSpec()
 def _calibration_metric(output: str, config: EvaluationConfig) -> tfma.MetricConfig:
     """Calibration, gated to the band on the overall slice for p_click and p_conversion (what
     a bidder multiplies; p_cvr is their ratio)."""
-    if output == features.P_CVR:
+    if output == features.P_CVR or not config.gate_calibration:
         return tfma.MetricConfig(class_name='Calibration')
     band = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
         lower_bound={'value': config.min_calibration},

@@ -52,9 +52,9 @@ def test_calibrated_on_new_rows_and_funnel_order(fitted):
     assert np.all(outputs[features.P_CONVERSION] <= outputs[features.P_CLICK])
     assert np.allclose(outputs[features.P_CONVERSION],
                        outputs[features.P_CLICK] * outputs[features.P_CVR])
-    # Monotone: the order of the rows, hence every AUC, is unchanged.
+    # Monotone: the order of the rows, hence every AUC, is unchanged (up to float32 rounding).
     order = np.argsort(new_predictions[features.P_CLICK])
-    assert np.all(np.diff(outputs[features.P_CLICK][order]) >= 0)
+    assert np.all(np.diff(outputs[features.P_CLICK][order]) >= -1e-6)
 
 
 def test_refuses_a_split_without_conversions():
@@ -62,3 +62,22 @@ def test_refuses_a_split_without_conversions():
     labels[features.CONVERSION_LABEL][:] = 0
     with pytest.raises(ValueError, match='0 conversions in 1000 rows'):
         calibration.fit_calibration(predictions, labels)
+
+
+@pytest.mark.parametrize('gate', [True, False])
+def test_blessing_gates_calibration_on_the_overall_slice_only(gate):
+    from conftest import SPEC
+    from pipeline.config import EvaluationConfig
+    from pipeline.eval_config import OVERALL_SLICE, make_eval_config
+
+    config = EvaluationConfig(min_calibration=0.8, max_calibration=1.25, gate_calibration=gate)
+    gated = {}
+    for spec in make_eval_config(config, SPEC).metrics_specs:
+        metric = next(m for m in spec.metrics if m.class_name == 'Calibration')
+        assert not metric.HasField('threshold')  # never on every slice
+        gated[spec.output_names[0]] = [
+            (list(item.slicing_specs), item.threshold.value_threshold.lower_bound.value,
+             item.threshold.value_threshold.upper_bound.value)
+            for item in metric.per_slice_thresholds]
+    band = [([OVERALL_SLICE], 0.8, 1.25)] if gate else []
+    assert gated == {features.P_CLICK: band, features.P_CONVERSION: band, features.P_CVR: []}
