@@ -4,14 +4,16 @@ Every system of the benchmark (the project's models and DeepCTR's) reads the sam
 `transformed.npz`, so they see exactly the same inputs and split:
 
 1. `python -m simulator` draws the rows and their true probabilities (truth/truth.csv).
-2. A seeded random permutation puts 80% of the rows in train and 20% in the held-out split.
+2. A seeded random permutation puts 70% of the rows in train, 10% in validation (what the
+   project's calibration is fitted on, as the pipeline's Trainer does) and 20% in the held-out
+   split (the same held-out rows as when train had all 80%).
 3. tf.Transform analyses the train split with the project's `trainer.preprocessing.preprocessing_fn`
    (tft_beam.AnalyzeDataset over the CSV, with the pipeline's schema and vocabulary settings).
 4. The fitted transform graph (the one the pipeline attaches to the served model) maps both
    splits, in row order, so held-out predictions stay aligned with the true probabilities.
 
-Written into the data set's folder: `transform_fn/`, `transformed.npz` (train_<column> and
-test_<column> arrays, truth_<output> true probabilities of the test rows) and `inputs.json` (vocabulary
+Written into the data set's folder: `transform_fn/`, `transformed.npz` (train_<column>,
+validation_<column> and test_<column> arrays, truth_<output> true probabilities of the test rows) and `inputs.json` (vocabulary
 sizes, embedding dims and dense columns, so that DeepCTR's venv needs no project import).
 """
 
@@ -31,7 +33,8 @@ import pandas as pd
 from pipeline.config import REPO_ROOT, load_config
 from trainer import features
 
-TRAIN_SHARE = 0.8
+TRAIN_SHARE = 0.7
+VALIDATION_SHARE = 0.1   # after train: the held-out 20% are the rows after both
 SPLIT_SEED = 0           # the held-out split is the same for every system and model seed
 TRANSFORM_BATCH = 100_000
 
@@ -44,13 +47,15 @@ def simulate(rows: int, seed: int, out_dir: str) -> None:
 
 
 def split(out_dir: str) -> Dict[str, pd.DataFrame]:
-    """Train and held-out rows (raw examples with their true probabilities), written as CSVs."""
+    """Train, validation and held-out rows (raw examples with their true probabilities); the
+    train rows are written as a CSV for the analysis."""
     examples = pd.read_csv(os.path.join(out_dir, 'examples', 'impressions.csv'),
                            keep_default_na=False, na_values={'item_hist_ctr': ['']})
     truth = pd.read_csv(os.path.join(out_dir, 'truth', 'truth.csv'))
     order = np.random.default_rng(SPLIT_SEED).permutation(len(examples))
-    cut = int(TRAIN_SHARE * len(examples))
-    parts = {'train': order[:cut], 'test': order[cut:]}
+    cut, test_cut = (int(share * len(examples)) for share in (TRAIN_SHARE,
+                                                              TRAIN_SHARE + VALIDATION_SHARE))
+    parts = {'train': order[:cut], 'validation': order[cut:test_cut], 'test': order[test_cut:]}
     frames = {}
     for name, rows in parts.items():
         frames[name] = examples.iloc[rows].reset_index(drop=True)
@@ -132,7 +137,7 @@ def prepare(rows: int, seed: int, root: str) -> str:
     analyze(os.path.join(out_dir, 'train.csv'), transform_dir)
     tft_output = tft.TFTransformOutput(transform_dir)
     arrays = {}
-    for name in ('train', 'test'):
+    for name in ('train', 'validation', 'test'):
         arrays.update({f'{name}_{column}': values
                        for column, values in transform(frames[name], tft_output).items()})
     arrays.update({f'truth_{output}': frames['test_truth'][output].to_numpy()

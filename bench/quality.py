@@ -13,8 +13,9 @@ its single-task baseline and, with --loss-weights, the Pareto front of click vs 
 (bench/tradeoffs.py). The markdown tables are printed and written to --out (the Pareto points
 also as JSON, --pareto-json).
 
---architecture, --experts, --entity-experts, --loss, --weighting and --schedule define a custom
-project system next to the named ones; a combination the configuration refuses stops the run
+--architecture, --experts, --entity-experts, --loss, --weighting, --schedule,
+--user-item-interaction, --cross-layers and --embedding-l2 define a custom project system next to
+the named ones; a combination the configuration refuses stops the run
 with its message.
 """
 
@@ -35,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 
 from bench import data, results_file, shared, tradeoffs
 from pipeline.config import (ARCHITECTURES, LOSSES, REPO_ROOT, SCHEDULES, TASK_WEIGHTINGS,
-                             ConfigError, load_config)
+                             USER_ITEM_INTERACTIONS, ConfigError, load_config)
 from trainer import features
 
 # Project systems: ModelConfig overrides (every architecture with ESMM, every loss with MMoE and
@@ -58,6 +59,12 @@ PROJECT_SYSTEMS = {
     'MMoE + ESMM + uncertainty weights': dict(architecture='mmoe', loss='esmm',
                                               task_weighting='uncertainty'),
     'MMoE + ESMM + GradNorm': dict(architecture='mmoe', loss='esmm', task_weighting='gradnorm'),
+    # The learned interactions (trainer/interactions.py), on MMoE + ESMM.
+    'MMoE + ESMM + user x item': dict(architecture='mmoe', loss='esmm',
+                                      user_item_interaction='product'),
+    'MMoE + ESMM + cross': dict(architecture='mmoe', loss='esmm', cross_layers=2),
+    'MMoE + ESMM + user x item + cross': dict(architecture='mmoe', loss='esmm',
+                                              user_item_interaction='product', cross_layers=2),
 }
 # The default --systems: those of the committed bench/results/quality.md (its command has no
 # --systems); the others are picked by name (make bench-tradeoffs).
@@ -75,6 +82,8 @@ TASKS = (
     ('CVR on all', features.CONVERSION_LABEL, features.P_CVR, False),
 )
 DEFAULT_EPOCHS = {100_000: 4, 1_000_000: 2, 4_000_000: 1}  # fits the 90-minute budget
+SLICE_MIN_POSITIVES = 100  # slices whose calibration is reported (issue 14's rule)
+CALIBRATION_TARGET = (0.95, 1.05)  # issue 14: overall calibration of click and conversion
 
 
 def task_rows(test: Dict[str, np.ndarray], clicked_only: bool) -> np.ndarray:
@@ -84,7 +93,9 @@ def task_rows(test: Dict[str, np.ndarray], clicked_only: bool) -> np.ndarray:
 
 def scores(predictions: Dict[str, np.ndarray], test: Dict[str, np.ndarray],
            bayes: Dict[str, float]) -> Dict[str, float]:
-    """AUC, AUC / Bayes AUC and calibration of each task on the held-out rows."""
+    """AUC, AUC / Bayes AUC and calibration of each task on the held-out rows (and before the
+    calibration maps, for the project's systems); the calibration furthest from 1 over the
+    slices with at least SLICE_MIN_POSITIVES positives."""
     result = {}
     for task, label, output, clicked_only in TASKS:
         rows = task_rows(test, clicked_only)
@@ -92,8 +103,22 @@ def scores(predictions: Dict[str, np.ndarray], test: Dict[str, np.ndarray],
         result[f'{task} AUC'] = roc_auc_score(y, p)
         result[f'{task} AUC / Bayes'] = result[f'{task} AUC'] / bayes[task]
         result[f'{task} calibration'] = p.mean() / y.mean()
+        if f'uncalibrated {output}' in predictions:
+            result[f'{task} calibration before'] = (
+                predictions[f'uncalibrated {output}'][rows].mean() / y.mean())
+    for task, label, output, _ in TASKS[:2]:
+        ratios = [predictions[output][rows].mean() / test[label][rows].mean()
+                  for rows in slice_rows(test) if test[label][rows].sum() >= SLICE_MIN_POSITIVES]
+        result[f'{task} worst slice calibration'] = max(ratios, key=lambda r: abs(r - 1),
+                                                        default=float('nan'))
     result['examples/s'] = float(predictions['examples_per_s'])
     return result
+
+
+def slice_rows(test: Dict[str, np.ndarray]) -> List[np.ndarray]:
+    """Row masks of every value of the feature spec's slice columns (the Evaluator's slices)."""
+    return [test[column] == value for column in load_config().feature_spec().slices
+            for value in np.unique(test[column])]
 
 
 def bayes_aucs(data_dir: str, test: Dict[str, np.ndarray]) -> Dict[str, float]:
@@ -108,6 +133,7 @@ def train_project(config, data_dir: str, epochs: int) -> Dict[str, np.ndarray]:
     import tensorflow as tf
     import tensorflow_transform as tft
 
+    from trainer.calibration import fit_calibration
     from trainer.in_memory import epoch_batches
     from trainer.losses import split_labels
     from trainer.train import build_compiled_model
@@ -120,9 +146,17 @@ def train_project(config, data_dir: str, epochs: int) -> Dict[str, np.ndarray]:
     batches = epoch_batches(shared.load(data_dir, 'train'), config.batch_size,
                                    config.seed).map(split_labels)
     examples_per_s = shared.fit(model, batches, epochs, config.batch_size)
-    outputs = shared.predict(model, shared.load(data_dir, 'test'))
-    return {**{name: value.reshape(-1) for name, value in outputs.items()},
-            'examples_per_s': examples_per_s}
+    outputs = {name: value.reshape(-1)
+               for name, value in shared.predict(model, shared.load(data_dir, 'test')).items()}
+    uncalibrated = {f'uncalibrated {name}': value for name, value in outputs.items()}
+    if config.calibration:  # fitted on the validation split, as the pipeline's Trainer does
+        validation = shared.load(data_dir, 'validation')
+        calibrator = fit_calibration(
+            {name: value.reshape(-1) for name, value in shared.predict(model, validation).items()},
+            validation)
+        outputs = {name: np.asarray(value).reshape(-1)
+                   for name, value in calibrator(outputs).items()}
+    return {**outputs, **uncalibrated, 'examples_per_s': examples_per_s}
 
 
 def train_deepctr(systems: List[str], config, seeds: int, data_dir: str,
@@ -161,6 +195,7 @@ def run_size(rows: int, systems: List[str], project: Mapping[str, dict], seeds: 
     data_dir = data.prepare(rows, sim_seed, data_root)
     test = shared.load(data_dir, 'test')
     bayes = bayes_aucs(data_dir, test)
+    truth = {**shared.load(data_dir, 'truth'), 'examples_per_s': float('nan')}
     base = load_config().model
     results = {system: [] for system in systems}
     for seed in range(seeds):
@@ -192,7 +227,8 @@ def run_size(rows: int, systems: List[str], project: Mapping[str, dict], seeds: 
     click = test[features.CLICK_LABEL]
     return {'rows': rows, 'train_rows': len(shared.load(data_dir, 'train')[features.CLICK_LABEL]),
             'test_rows': len(click), 'clicked_test_rows': int(click.sum()),
-            'epochs': epochs, 'bayes': bayes, 'results': results, 'sweep': sweep,
+            'epochs': epochs, 'bayes': bayes, 'bayes_scores': scores(truth, test, bayes),
+            'results': results, 'sweep': sweep,
             'sweep_seeds': sweep_seeds}
 
 
@@ -236,11 +272,14 @@ def mean(size: dict, system: str, column: str) -> float:
 
 def size_table(size: dict) -> List[str]:
     columns = [f'{task} AUC' for task, *_ in TASKS] + [f'{task} AUC / Bayes' for task, *_ in TASKS]
-    columns += [f'{task} calibration' for task, *_ in TASKS[:3]] + ['examples/s']
+    columns += [f'{task} calibration' for task, *_ in TASKS[:3]]
+    columns += [f'{task} worst slice calibration' for task, *_ in TASKS[:2]] + ['examples/s']
+    truth = size.get('bayes_scores', {})
     lines = [f'| system | {" | ".join(columns)} |', '|---' * (len(columns) + 1) + '|',
              '| Bayes (true probabilities) | ' + ' | '.join(
-                 f'{size["bayes"][task]:.4f}' for task, *_ in TASKS) + ' |' + ' |' * (
-                 len(columns) - len(TASKS))]
+                 f'{size["bayes"][task]:.4f}' for task, *_ in TASKS) + ' |' + ' |' * len(TASKS)
+             + ''.join(f' {truth[c]:.3f} |' if c in truth else ' |'
+                       for c in columns[2 * len(TASKS):-1]) + ' |']
     for system, runs in size['results'].items():
         cells = [_mean_std([run[c] for run in runs], 0 if c == 'examples/s' else
                            3 if 'calibration' in c or 'Bayes' in c else 4) for c in columns]
@@ -248,8 +287,24 @@ def size_table(size: dict) -> List[str]:
     return lines
 
 
+def calibration_table(size: dict) -> List[str]:
+    """Calibration of click and conversion per seed: before -> after the calibration maps
+    (project systems), overall and on the worst slice with enough positives."""
+    lines = ['| system | seed | click | conversion | click, worst slice | '
+             'conversion, worst slice |', '|---|---|---|---|---|---|']
+    for system, runs in size['results'].items():
+        for seed, run in enumerate(runs):
+            overall = [(f'{run[f"{task} calibration before"]:.3f} -> ' if
+                        f'{task} calibration before' in run else '')
+                       + f'{run[f"{task} calibration"]:.3f}' for task in ('click', 'conversion')]
+            worst = [f'{run[f"{task} worst slice calibration"]:.3f}'
+                     for task in ('click', 'conversion')]
+            lines.append(f'| {system} | {seed} | {" | ".join(overall + worst)} |')
+    return lines
+
+
 def target_lines(main: dict, curve: List[dict]) -> List[str]:
-    """Each target of issue 4 with the numbers that decide it: met or MISSED."""
+    """Each target of issues 4 and 14 with the numbers that decide it: met or MISSED."""
     verdict = lambda ok: 'met' if ok else 'MISSED'  # noqa: E731
     lines = []
     deepctr = [s for s in main['results'] if s in DEEPCTR_SYSTEMS]
@@ -264,6 +319,26 @@ def target_lines(main: dict, curve: List[dict]) -> List[str]:
         ours, theirs = mean(main, MAIN, 'examples/s'), mean(main, fastest, 'examples/s')
         lines.append(f'- {verdict(ours >= theirs)}: {MAIN} trains at least as fast as every '
                      f'DeepCTR model: {ours:.0f} vs {theirs:.0f} examples/s ({fastest}).')
+    if deepctr and MAIN in main['results']:  # issue 14
+        for task, *_ in TASKS[:3]:
+            column = f'{task} AUC / Bayes'
+            best = max(deepctr, key=lambda s: mean(main, s, column))
+            ours, theirs = mean(main, MAIN, column), mean(main, best, column)
+            lines.append(f'- {verdict(ours >= theirs + 0.01)}: {MAIN} is at least 0.01 above '
+                         f'the best DeepCTR model on {column}: {ours:.3f} vs {theirs:.3f} '
+                         f'({best}).')
+    if MAIN in main['results']:
+        low, high = CALIBRATION_TARGET
+        for task in ('click', 'conversion'):
+            values = [run[f'{task} calibration'] for run in main['results'][MAIN]]
+            worst = [run[f'{task} worst slice calibration'] for run in main['results'][MAIN]]
+            lines.append(f'- {verdict(all(low <= v <= high for v in values))}: {MAIN} {task} '
+                         f'calibration within {low}-{high} on every seed: '
+                         + ', '.join(f'{v:.3f}' for v in values) + '.')
+            lines.append(f'- {verdict(all(0.9 <= v <= 1.1 for v in worst))}: {MAIN} {task} '
+                         'calibration within 0.9-1.1 on every slice with at least '
+                         f'{SLICE_MIN_POSITIVES} positives, every seed (worst slice per seed): '
+                         + ', '.join(f'{v:.3f}' for v in worst) + '.')
     if 'MMoE + naive' in main['results'] and MAIN in main['results']:
         column = 'CVR on all AUC'
         ours, naive = mean(main, MAIN, column), mean(main, 'MMoE + naive', column)
@@ -310,9 +385,11 @@ def report(grid: List[dict], curve: List[dict], args, elapsed: float) -> str:
             {(s['rows'], s['epochs']) for s in grid + curve})) + '.', '',
         'Data: `python -m simulator` with its designed difficulty (Zipf-tailed user and item ids, '
         'user x item latent interactions, a conversion-only interaction, a missing feature); '
-        'nothing was made easier for the benchmark. 80% of the rows train, 20% are held out '
-        f'(split seed {data.SPLIT_SEED}); tf.Transform fits the project\'s preprocessing_fn on the '
-        'train split and maps both; every system reads the same transformed arrays. '
+        'nothing was made easier for the benchmark. 70% of the rows train, 10% are the validation '
+        'split (the project\'s calibration maps are fitted on it; nothing trains on it), 20% are '
+        f'held out (split seed {data.SPLIT_SEED}); tf.Transform fits the project\'s '
+        'preprocessing_fn on the train split and maps all three; every system reads the same '
+        'transformed arrays. '
         'Bayes = AUC of the simulator\'s true probabilities on the same held-out rows '
         '(for "CVR on all": the true p_cvr against conversions on all impressions). '
         '"CVR on clicked" scores p_cvr on clicked impressions only. DeepCTR\'s models predict '
@@ -323,12 +400,18 @@ def report(grid: List[dict], curve: List[dict], args, elapsed: float) -> str:
     for size in grid:
         lines += [f'## {size["rows"]:,} rows ({size["train_rows"]:,} train, '
                   f'{size["test_rows"]:,} held out, {size["clicked_test_rows"]:,} of them '
-                  f'clicked; {size["epochs"]} epochs)', ''] + size_table(size) + ['']
+                  f'clicked; {size["epochs"]} epochs)', ''] + size_table(size) + [
+            '', f'Calibration per seed (mean prediction / mean label; project systems: before '
+            f'-> after the calibration maps fitted on the validation split; worst slice: the '
+            f'device or ad_position slice with at least {SLICE_MIN_POSITIVES} positives '
+            'furthest from 1). The Bayes row above is the noise floor: the true probabilities '
+            'on the same rows.', ''] + calibration_table(size) + ['']
     if curve:
         lines += [f'## Learning curve of {MAIN}', ''] + curve_table(curve) + ['']
     targets = target_lines(grid[0], curve) if grid else []
     if targets:
-        lines += [f'## Targets (issue 4), at {grid[0]["rows"]:,} rows', ''] + targets + ['']
+        lines += [f'## Targets (issues 4 and 14), at {grid[0]["rows"]:,} rows', ''] + targets + [
+            '']
     if grid:
         lines += tradeoff_lines(grid[0], args)
     return '\n'.join(lines)
@@ -379,7 +462,10 @@ def custom_system(args) -> Dict[str, dict]:
     changes = {field: value for field, value in (
         ('architecture', args.architecture), ('loss', args.loss),
         ('task_weighting', args.weighting), ('schedule', args.schedule),
-        ('entity_experts', args.entity_experts)) if value is not None}
+        ('entity_experts', args.entity_experts),
+        ('user_item_interaction', args.user_item_interaction),
+        ('cross_layers', args.cross_layers), ('embedding_l2', args.embedding_l2))
+        if value is not None}
     if args.experts is not None:
         architecture = changes.get('architecture', 'mmoe')
         if architecture not in ('mmoe', 'ple'):
@@ -398,7 +484,11 @@ def custom_system(args) -> Dict[str, dict]:
                      + [f'{args.experts} experts'] * (args.experts is not None)
                      + [f'{n} user + {n} item experts'] * (n > 0)
                      + [f'{config.task_weighting} weights'] * (config.task_weighting != 'static')
-                     + [f'{config.schedule} schedule'] * (config.schedule != 'joint'))
+                     + [f'{config.schedule} schedule'] * (config.schedule != 'joint')
+                     + [f'user x item {config.user_item_interaction}'] * (
+                         args.user_item_interaction is not None)
+                     + [f'{config.cross_layers} cross layers'] * (args.cross_layers is not None)
+                     + [f'embedding L2 {config.embedding_l2:g}'] * (args.embedding_l2 is not None))
     return {name: changes}
 
 
@@ -423,6 +513,9 @@ def main(argv: Optional[List[str]] = None) -> str:
     custom.add_argument('--loss', choices=LOSSES)
     custom.add_argument('--weighting', choices=TASK_WEIGHTINGS)
     custom.add_argument('--schedule', choices=SCHEDULES)
+    custom.add_argument('--user-item-interaction', choices=USER_ITEM_INTERACTIONS)
+    custom.add_argument('--cross-layers', type=int, help='DCN-v2 cross layers')
+    custom.add_argument('--embedding-l2', type=float)
     parser.add_argument('--loss-weights', default='',
                         help='click:conversion loss-weight ratios to sweep for the Pareto front, '
                         'e.g. 4:1,2:1,1:1,1:2,1:4 (default: no sweep, no front)')

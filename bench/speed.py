@@ -40,7 +40,7 @@ import psutil
 from bench import results_file, shared
 from pipeline.config import REPO_ROOT, load_config
 
-TRAIN_SHARE = 0.8          # the pipeline's train:eval hash buckets are 4:1
+TRAIN_SHARE = 0.8          # the pipeline's train share (hash buckets 8:1:1)
 SERVING_BATCHES = (1, 64, 512)
 SERVING_CALLS = {1: 400, 64: 200, 512: 60}
 CEILING = 'ceiling: the same examples already in memory'

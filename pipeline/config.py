@@ -48,6 +48,7 @@ ARCHITECTURES = ('mmoe', 'shared_bottom', 'ple', 'single_task', 'cross_stitch', 
 LOSSES = ('esmm', 'naive', 'monotonic')
 TASK_WEIGHTINGS = ('static', 'uncertainty', 'gradnorm')
 SCHEDULES = ('joint', 'alternating', 'curriculum')
+USER_ITEM_INTERACTIONS = ('none', 'product')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,10 +90,19 @@ class ModelConfig:
     curriculum_click_steps: int = 250  # curriculum: steps on the click loss alone, then the
     curriculum_ramp_steps: int = 250   # conversion loss's weight rises linearly to 1 over these
     seed: int = 42
+    # Learned interactions before the body, for every architecture (trainer/interactions.py).
+    user_item_interaction: str = 'none'  # one of USER_ITEM_INTERACTIONS: 'product' multiplies
+    #                                      the user side's and the item side's projections
+    interaction_dim: int = 16          # 'product': width of each side's projection
+    cross_layers: int = 0              # DCN-v2 cross layers over all input features; 0: none
+    # Fit a calibration of p_click and p_cvr on the validation split after training and ship it
+    # in the SavedModel (trainer/calibration.py).
+    calibration: bool = True
 
     def validate(self):
         for name, allowed in (('architecture', ARCHITECTURES), ('loss', LOSSES),
-                              ('task_weighting', TASK_WEIGHTINGS), ('schedule', SCHEDULES)):
+                              ('task_weighting', TASK_WEIGHTINGS), ('schedule', SCHEDULES),
+                              ('user_item_interaction', USER_ITEM_INTERACTIONS)):
             _require(getattr(self, name) in allowed, f'model.{name}', getattr(self, name),
                      'must be one of ' + ', '.join(map(repr, allowed)))
         _require(self.architecture != 'aitm' or self.loss != 'naive', 'model.loss', self.loss,
@@ -112,13 +122,14 @@ class ModelConfig:
                  'the entity-specific experts sit next to its shared experts')
         for name in ('num_experts', 'ple_levels', 'experts_per_task', 'shared_experts',
                      'max_embedding_dim', 'dense_projection_dim', 'batch_size',
-                     'train_steps', 'eval_steps', 'steps_per_validation',
+                     'train_steps', 'eval_steps', 'steps_per_validation', 'interaction_dim',
                      'early_stopping_patience', 'curriculum_ramp_steps'):
             _require(getattr(self, name) > 0, f'model.{name}', getattr(self, name), 'must be > 0')
         for name in ('expert_units', 'tower_units'):
             units = getattr(self, name)
             _require(len(units) > 0 and all(u > 0 for u in units), f'model.{name}', units,
                      'must be a non-empty list of positive layer widths')
+        _require(self.cross_layers >= 0, 'model.cross_layers', self.cross_layers, 'must be >= 0')
         _require(self.gate_temperature > 0, 'model.gate_temperature', self.gate_temperature,
                  'must be > 0')
         _require(0.0 <= self.dropout < 1.0, 'model.dropout', self.dropout, 'must be in [0, 1)')
@@ -141,6 +152,12 @@ class EvaluationConfig:
     min_conversion_auc: float = 0.55   # p_conversion on all impressions
     min_cvr_auc: float = 0.52          # p_cvr on clicked impressions
     max_auc_regression: float = 0.02   # candidate may lose at most this much AUC per task
+    # Calibration (mean prediction / mean label) of p_click and p_conversion on all eval rows
+    # must lie in this band for the model to be blessed. An eval split without a conversion has
+    # no calibration and fails; gate_calibration=False reports calibration without gating.
+    gate_calibration: bool = True
+    min_calibration: float = 0.9
+    max_calibration: float = 1.1
     # Equal-width buckets of TFMA's calibration plot over [0, 1]. Conversion probabilities are
     # mostly below 0.01, so the report's reliability diagrams need fine buckets to regroup.
     calibration_plot_buckets: int = 10_000
@@ -151,6 +168,9 @@ class EvaluationConfig:
                      getattr(self, name), 'must be in [0, 1]')
         _require(self.max_auc_regression >= 0, 'evaluation.max_auc_regression',
                  self.max_auc_regression, 'must be >= 0')
+        _require(0 < self.min_calibration <= 1 <= self.max_calibration,
+                 'evaluation.min_calibration', (self.min_calibration, self.max_calibration),
+                 'and evaluation.max_calibration must satisfy 0 < min <= 1 <= max')
         _require(self.calibration_plot_buckets >= 1, 'evaluation.calibration_plot_buckets',
                  self.calibration_plot_buckets, 'must be >= 1')
 
@@ -199,7 +219,10 @@ class PipelineConfig:
     train_window_spans: int = 1        # with span_folder: train on the latest this many spans
     output_root: str = os.path.join(REPO_ROOT, 'outputs')
     schema_path: str = os.path.join(REPO_ROOT, 'schema', 'schema.pbtxt')
-    train_hash_buckets: int = 4        # train:eval split of the input by hash, 4:1
+    # train:validation:eval split of the input by hash, 8:1:1. Validation: early stopping and
+    # the calibration fit; eval: the Evaluator's blessing only, unseen by training.
+    train_hash_buckets: int = 8
+    validation_hash_buckets: int = 1
     eval_hash_buckets: int = 1
     beam_pipeline_args: Tuple[str, ...] = ('--direct_running_mode=in_memory',
                                            '--direct_num_workers=1')
@@ -255,12 +278,12 @@ class PipelineConfig:
                  'pipeline_name', self.pipeline_name,
                  'must be lowercase letters, digits and single dashes (a Kubeflow name; it also '
                  'names the TF Serving model)')
-        for name in ('train_hash_buckets', 'eval_hash_buckets'):
+        for name in ('train_hash_buckets', 'validation_hash_buckets', 'eval_hash_buckets'):
             _require(getattr(self, name) > 0, name, getattr(self, name), 'must be > 0')
         spec = self.feature_spec()
         self.vocabulary.validate()
         self.model.validate()
-        if self.model.entity_experts:
+        if self.model.entity_experts or self.model.user_item_interaction != 'none':
             features.entity_inputs(spec.input_entities, spec.categorical_names + spec.dense_names,
                                    source=self.feature_spec_path)
         self.evaluation.validate()

@@ -3,7 +3,10 @@
 Metrics per task: AUC, log loss, calibration (mean prediction / mean label), mean prediction,
 mean label, example count and a calibration plot (the report's reliability diagrams). p_click
 and p_conversion are scored on all impressions, p_cvr on clicked impressions (the slice
-click = 1). The model's own compiled Keras metrics are left out: its approximate `auc` would
+click = 1). Blessing also needs the calibration of p_click and p_conversion on the overall slice
+within [min_calibration, max_calibration]; calibration is reported on every slice but gated on
+the overall one only (a small slice's few conversions make its ratio noise). The model's own
+compiled Keras metrics are left out: its approximate `auc` would
 share a name with TFMA's. Blessing thresholds apply only to the slice each task is judged on: a
 small slice without positives has an undefined AUC and must not block a push. The label
 columns and the extra slices come from the feature spec (trainer/features.py).
@@ -19,9 +22,22 @@ from trainer import features
 OVERALL_SLICE = tfma.SlicingSpec()
 
 
+def _calibration_metric(output: str, config: EvaluationConfig) -> tfma.MetricConfig:
+    """Calibration, gated to the band on the overall slice for p_click and p_conversion (what
+    a bidder multiplies; p_cvr is their ratio)."""
+    if output == features.P_CVR or not config.gate_calibration:
+        return tfma.MetricConfig(class_name='Calibration')
+    band = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+        lower_bound={'value': config.min_calibration},
+        upper_bound={'value': config.max_calibration}))
+    return tfma.MetricConfig(class_name='Calibration', per_slice_thresholds=[
+        tfma.PerSliceMetricThreshold(slicing_specs=[OVERALL_SLICE], threshold=band)])
+
+
 def _task_metrics(output: str, min_auc: float, judged_on: tfma.SlicingSpec,
                   config: EvaluationConfig) -> tfma.MetricsSpec:
-    """Metrics of one model output, with its AUC floor and no-regression threshold."""
+    """Metrics of one model output, with its AUC floor, no-regression threshold and, for
+    p_click and p_conversion, the calibration band."""
     auc_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_auc}),
         change_threshold=tfma.GenericChangeThreshold(
@@ -31,7 +47,7 @@ def _task_metrics(output: str, min_auc: float, judged_on: tfma.SlicingSpec,
         tfma.MetricConfig(class_name='AUC', per_slice_thresholds=[
             tfma.PerSliceMetricThreshold(slicing_specs=[judged_on], threshold=auc_threshold)]),
         tfma.MetricConfig(class_name='BinaryCrossentropy', config='{"name": "log_loss"}'),
-        tfma.MetricConfig(class_name='Calibration'),
+        _calibration_metric(output, config),
         tfma.MetricConfig(class_name='MeanPrediction'),
         tfma.MetricConfig(class_name='MeanLabel'),
         tfma.MetricConfig(class_name='ExampleCount'),

@@ -19,13 +19,16 @@ GATE_ID = 'AnomaliesGate'  # where validate-only runs stop
 
 
 def _example_gen(config: PipelineConfig, span: Optional[int] = None):
-    """Reads the input folder (CSV or TFRecord of tf.Examples), split train:eval by hash,
-    after the input check (components/example_gen.py).
+    """Reads the input folder (CSV or TFRecord of tf.Examples) after the input check
+    (components/example_gen.py), split train:validation:eval by hash: the Trainer fits on train,
+    early-stops and calibrates on validation; only the Evaluator reads eval.
 
     With daily data (config.span_folder) it reads one span: `span`, or else the latest one.
     """
     output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
         tfx.proto.SplitConfig.Split(name='train', hash_buckets=config.train_hash_buckets),
+        tfx.proto.SplitConfig.Split(name='validation',
+                                    hash_buckets=config.validation_hash_buckets),
         tfx.proto.SplitConfig.Split(name='eval', hash_buckets=config.eval_hash_buckets),
     ]))
     pattern = f'{config.span_folder}/*' if config.span_folder else '*'
@@ -145,14 +148,15 @@ def create_pipeline(config: PipelineConfig,
         schema=schema_importer.outputs['result'],
         # Only when warm starting: a new blessed model would otherwise void the Trainer's cache.
         base_model=baseline_model.outputs['model'] if config.model.warm_start else None,
-        train_args=tfx.proto.TrainArgs(num_steps=config.model.train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=config.model.eval_steps),
+        train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=config.model.train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=['validation'], num_steps=config.model.eval_steps),
         custom_config={'model': dataclasses.asdict(config.model), 'features': spec.to_dict()})
 
     serving_contract = ServingContractCheck(model=trainer.outputs['model'])
 
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs['examples'],
+        example_splits=['eval'],
         model=trainer.outputs['model'],
         baseline_model=baseline_model.outputs['model'],
         eval_config=make_eval_config(config.evaluation, spec))

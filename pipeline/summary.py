@@ -69,6 +69,22 @@ def task_aucs(evaluation_uri: str, click_column: str) -> Dict[str, Dict[str, flo
     return aucs
 
 
+def slice_calibration(evaluation_uri: str) -> List[Dict]:
+    """Per slice, the candidate's calibration and positives of p_click and p_conversion (the
+    blessing gates the overall slice only: a small slice's ratio is mostly noise)."""
+    table = run_outputs.load_metric_table(evaluation_uri)
+    rows = []
+    for slice_name in sorted({name for _, name in table}, key=lambda n: (n != OVERALL, n)):
+        row = {'slice': slice_name}
+        for task, output in (('click', features.P_CLICK), ('conversion', features.P_CONVERSION)):
+            metrics = table.get((output, slice_name), {}).get(run_outputs.CANDIDATE, {})
+            row[task] = metrics.get('calibration')
+            row[f'{task} positives'] = metrics.get('mean_label', 0) * metrics.get(
+                'example_count', 0)
+        rows.append(row)
+    return rows
+
+
 def summarize(config: config_lib.PipelineConfig, truth_path: Optional[str] = None) -> Dict:
     store = metadata_store.MetadataStore(sqlite_metadata_connection_config(config.metadata_path))
     evaluation = run_outputs.latest_evaluation(store)
@@ -81,6 +97,10 @@ def summarize(config: config_lib.PipelineConfig, truth_path: Optional[str] = Non
         'tasks': task_aucs(evaluation.uri, click_column) if evaluation else {},
         'blessing_failures': (run_outputs.blessing_failures(evaluation.uri)
                               if evaluation else []),
+        'calibration_band': [row for row in (run_outputs.blessing_thresholds(evaluation.uri)
+                                             if evaluation else [])
+                             if row[1] == 'Calibration'],
+        'slice_calibration': slice_calibration(evaluation.uri) if evaluation else [],
     }
     if truth_path:
         with open(truth_path) as f:
@@ -106,6 +126,13 @@ def format_summary(summary: Dict) -> str:
         ratio = f'{auc / bayes:.3f}' if auc is not None and bayes else '-'
         lines.append(f"| {task} | {_fmt(auc)} | {_fmt(m.get('baseline_auc'))} | {_fmt(bayes)} | {ratio} | "
                      f"{_fmt(m.get('calibration'))} | {int(m.get('example_count', 0))} |")
+    lines += ['', 'Calibration (mean prediction / mean label) per slice; blessing needs '
+              + ', '.join(f'{output} {threshold} on {slice_}'
+                          for output, _, slice_, threshold in summary['calibration_band']),
+              '| slice | click | clicks | conversion | conversions |', '|---|---|---|---|---|']
+    lines += [f"| {row['slice']} | {_fmt(row['click'])} | {row['click positives']:.0f} | "
+              f"{_fmt(row['conversion'])} | {row['conversion positives']:.0f} |"
+              for row in summary['slice_calibration']]
     return '\n'.join(lines)
 
 

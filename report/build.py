@@ -4,7 +4,8 @@
 
 The page holds the blessing decision (with the failed thresholds when not blessed), per task and
 slice the candidate's AUC / log loss / calibration next to the baseline's, reliability diagrams
-from TFMA's calibration plots, an AUC-by-slice chart and the benchmark tables and Pareto front,
+from TFMA's calibration plots (and the Trainer's before / after calibration diagrams of the
+validation split, shipped in the model), an AUC-by-slice chart and the benchmark tables and Pareto front,
 if any.
 """
 
@@ -18,6 +19,8 @@ import os
 import sys
 from typing import Dict, List, Optional
 
+import numpy as np
+import tensorflow as tf
 from ml_metadata import metadata_store
 from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
@@ -25,6 +28,7 @@ from pipeline import config as config_lib
 from pipeline import run_log, run_outputs, summary
 from report import page, plots
 from trainer import features
+from trainer.calibration import HISTOGRAMS_FILE
 
 DEFAULT_BENCH_RESULTS = os.path.join(config_lib.REPO_ROOT, 'bench', 'results')
 PARETO_JSON = 'pareto.json'  # written by bench/quality.py --loss-weights beside its tables
@@ -69,16 +73,22 @@ def build_context(evaluation_uri: str, blessed: bool, pushed_to: Optional[str],
     histograms = run_outputs.load_calibration_histograms(evaluation_uri)
     slices = ordered_slices(table)
     has_baseline = any(run_outputs.BASELINE in roles for roles in table.values())
+    fitted = calibration_histograms(
+        run_outputs.model_locations(evaluation_uri).get(run_outputs.CANDIDATE))
     tasks = []
     for task, output, judged_on, _ in summary.judged_tasks(click_column):
         curves = {role: histograms[(output, judged_on, role)]
                   for role in (run_outputs.CANDIDATE, run_outputs.BASELINE)
                   if (output, judged_on, role) in histograms}
+        fit = fitted.get(output)
         tasks.append({
             'name': task, 'output': output, 'judged_on': judged_on,
             'rows': task_rows(table, output, judged_on, slices),
             'calibration_png': plots.png_data_uri(
                 plots.reliability_diagram(curves, f'{output} on {judged_on}')) if curves else None,
+            'calibration_fit_png': plots.png_data_uri(plots.reliability_diagram(
+                {'after': fit['after'], 'before': fit['before']},
+                f'{output}: validation split, before / after calibration')) if fit else None,
         })
     auc_chart = plots.auc_by_slice(_aucs(tasks, 'candidate'), slices,
                                    _aucs(tasks, 'baseline') if has_baseline else None)
@@ -99,6 +109,17 @@ def build_context(evaluation_uri: str, blessed: bool, pushed_to: Optional[str],
                          for path in sorted(glob.glob(os.path.join(bench_results, '*.md')))],
         'pareto': pareto_plot(bench_results),
     }
+
+
+def calibration_histograms(model_dir: Optional[str]) -> Dict[str, Dict[str, np.ndarray]]:
+    """The Trainer's before/after reliability data of the validation split, shipped in the
+    candidate model (trainer/calibration.py); empty for a model trained without calibration."""
+    path = os.path.join(model_dir or '', HISTOGRAMS_FILE)
+    if not model_dir or not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        return {output: {stage: np.array(rows).reshape(-1, 3) for stage, rows in stages.items()}
+                for output, stages in json.load(f).items()}
 
 
 def pareto_plot(bench_results: str) -> Optional[Dict]:

@@ -247,9 +247,10 @@ def exported_model_dir(transform_run, tmp_path_factory) -> str:
 
 # --- The HTML report ----------------------------------------------------------------------------
 
-def assert_report_shows(html: str, metric_table) -> None:
+def assert_report_shows(html: str, metric_table, calibrated: bool = False) -> None:
     """The report has a metrics table per model output with a row per slice of the evaluation,
-    in order, one AUC chart and one reliability diagram per task, all valid PNGs."""
+    in order, one AUC chart and one reliability diagram per task, all valid PNGs; for a
+    `calibrated` model also the before / after diagrams of p_click and p_conversion."""
     from PIL import Image
 
     from pipeline.summary import judged_tasks
@@ -261,7 +262,8 @@ def assert_report_shows(html: str, metric_table) -> None:
     assert (re.findall(r'<td class="slice">([^<]+)</td>', html)
             == ordered_slices(metric_table) * len(OUTPUTS))
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(images) == 1 + len(judged_tasks(SPEC.click_label))
+    assert len(images) == 1 + len(judged_tasks(SPEC.click_label)) + 2 * calibrated
+    assert calibrated == ('before and after calibration' in html)
     for data in images:
         image = Image.open(io.BytesIO(base64.b64decode(data)))
         image.verify()

@@ -11,7 +11,9 @@ import pytest
 from bench import quality, tradeoffs
 
 SYSTEMS = ('MMoE + ESMM', 'MMoE + naive')
-TINY = ['--grid-rows', '3000', '--curve-rows', '', '--epochs', '3000:1']
+# 6,000 rows: the 600-row validation split holds 2 conversions, which the calibration maps need
+# (at 3,000 and 5,000 rows it holds none, and the benchmark stops with the maps' message).
+TINY = ['--grid-rows', '6000', '--curve-rows', '', '--epochs', '6000:1']
 
 
 @pytest.fixture(scope='module')
@@ -21,9 +23,11 @@ def data_root(tmp_path_factory):
 
 
 def _table_rows(text: str, heading: str):
-    """The data rows of the markdown table under `heading`, as lists of cells."""
-    section = text.split(heading, 1)[1].split('\n## ', 1)[0]
-    rows = [line.strip('|').split('|') for line in section.splitlines() if line.startswith('|')]
+    """The rows of the first markdown table under `heading`, as lists of cells."""
+    lines = text.split(heading, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith('|'))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith('|')), len(lines))
+    rows = [line.strip('|').split('|') for line in lines[start:end]]
     return [[cell.strip() for cell in row] for row in rows]
 
 
@@ -33,10 +37,12 @@ def test_quality_benchmark_writes_every_row_and_column(tmp_path, data_root):
                                 '--data-root', data_root, '--out', str(out)])
     assert out.read_text() == text
 
-    header, _, bayes, *systems = _table_rows(text, '## 3,000 rows')
+    header, _, bayes, *systems = _table_rows(text, '## 6,000 rows')
     expected_columns = (['system'] + [f'{t} AUC' for t, *_ in quality.TASKS]
                         + [f'{t} AUC / Bayes' for t, *_ in quality.TASKS]
-                        + [f'{t} calibration' for t, *_ in quality.TASKS[:3]] + ['examples/s'])
+                        + [f'{t} calibration' for t, *_ in quality.TASKS[:3]]
+                        + [f'{t} worst slice calibration' for t, *_ in quality.TASKS[:2]]
+                        + ['examples/s'])
     assert header == expected_columns
     assert [row[0] for row in systems] == list(SYSTEMS)
     assert all(0.0 < float(value) < 1.0 for value in bayes[1:1 + len(quality.TASKS)])
@@ -46,8 +52,16 @@ def test_quality_benchmark_writes_every_row_and_column(tmp_path, data_root):
         assert all(0.0 < auc < 1.0 for auc in aucs), row
         assert float(row[-1]) > 0  # examples/s
 
+    # Calibration per seed: the project's systems before -> after the maps of the validation
+    # split; the maps move the mean of every system.
+    per_seed = _table_rows(text, 'Calibration per seed')[2:]
+    assert [(row[0], row[1]) for row in per_seed] == [(system, '0') for system in SYSTEMS]
+    for row in per_seed:
+        before, after = (float(value) for value in row[2].split(' -> '))
+        assert before != after and 0.5 < after < 2.0, row
+
     curve = _table_rows(text, '## Learning curve of MMoE + ESMM')
-    assert curve[2][0] == '3,000'
+    assert curve[2][0] == '6,000'
     targets = text.split('## Targets', 1)[1]
     assert re.search(r'- (met|MISSED): ESMM beats the naive loss', targets)
     # No single-task system, no weight sweep: neither analysis, and no JSON.
@@ -81,9 +95,9 @@ def _auc_column(column: str) -> int:
 
 def test_transfer_gain_is_the_paired_difference_to_the_single_task_system(tradeoff_run):
     text, _ = tradeoff_run
-    aucs = {row[0]: row for row in _table_rows(text, '## 3,000 rows')[3:]}
+    aucs = {row[0]: row for row in _table_rows(text, '## 6,000 rows')[3:]}
     assert list(aucs) == ['single-task + ESMM', CUSTOM]
-    header, _, *rows = _table_rows(text, '## Transfer gain at 3,000 rows')
+    header, _, *rows = _table_rows(text, '## Transfer gain at 6,000 rows')
     assert header[:3] == ['system', 'single-task baseline', 'seeds']
     assert [row[:3] for row in rows] == [[CUSTOM, 'single-task + ESMM', '2']]
     for row in rows:
@@ -102,7 +116,7 @@ def test_pareto_front_of_real_runs(tradeoff_run):
     better on one; the markdown table lists the same points and marks."""
     text, found = tradeoff_run
     points = found['points']
-    assert found['rows'] == 3000 and found['seeds'] == 1 and '--loss-weights' in found['command']
+    assert found['rows'] == 6000 and found['seeds'] == 1 and '--loss-weights' in found['command']
     assert sorted((p['system'], p['weights']) for p in points) == sorted(
         (system, weights) for system in ('single-task + ESMM', CUSTOM)
         for weights in ('1:1', '3:1'))
@@ -152,9 +166,19 @@ def test_invalid_custom_systems_stop_with_the_configuration_message(arguments, m
     assert not (tmp_path / 'q.md').exists()
 
 
+def test_custom_system_with_interactions_names_them():
+    args = argparse.Namespace(architecture=None, experts=None, entity_experts=None, loss=None,
+                              weighting=None, schedule=None, user_item_interaction='product',
+                              cross_layers=2, embedding_l2=3e-4)
+    assert quality.custom_system(args) == {
+        'custom: mmoe + esmm, user x item product, 2 cross layers, embedding L2 0.0003': {
+            'user_item_interaction': 'product', 'cross_layers': 2, 'embedding_l2': 3e-4}}
+
+
 def test_custom_system_names_its_choices():
     args = argparse.Namespace(architecture='mmoe', experts=2, entity_experts=1,
-                                      loss=None, weighting='gradnorm', schedule=None)
+                              loss=None, weighting='gradnorm', schedule=None,
+                              user_item_interaction=None, cross_layers=None, embedding_l2=None)
     assert quality.custom_system(args) == {
         'custom: mmoe + esmm, 2 experts, 1 user + 1 item experts, gradnorm weights': {
             'architecture': 'mmoe', 'task_weighting': 'gradnorm', 'entity_experts': 1,

@@ -235,6 +235,7 @@ def test_strong_shift_stops_at_the_gate(drift_root, impressions, reliability):
         _run(config)
     lines = [line.strip() for line in str(error.value).splitlines() if 'Jensen-Shannon' in line]
     assert {line.split(':')[0] for line in lines} == {"split 'train', feature 'price'",
+                                                      "split 'validation', feature 'price'",
                                                       "split 'eval', feature 'price'"}
     assert all('above the threshold 0.3' in line for line in lines)
     _assert_nothing_trained_or_pushed(config)

@@ -78,10 +78,12 @@ def setup(tmp_path_factory):
         output_root=str(root / 'outputs'), feature_spec_path=str(root / 'spec.yaml'),
         schema_path=str(root / 'schema' / 'schema.pbtxt'), span_folder='day-{SPAN}',
         train_window_spans=2,
+        # 2,000-row spans: about one conversion in the validation and the eval split, too few
+        # to fit or to judge a calibration (tests/test_pipeline_e2e.py does, on more rows).
         model=ModelConfig(train_steps=60, steps_per_validation=30, eval_steps=3, batch_size=128,
-                          warm_start=True),
+                          warm_start=True, calibration=False),
         evaluation=EvaluationConfig(min_click_auc=0.0, min_conversion_auc=0.0, min_cvr_auc=0.0,
-                                    max_auc_regression=1.0))
+                                    max_auc_regression=1.0, gate_calibration=False))
     schema = infer_schema.infer_schema(config)
     return root, config, schema
 

@@ -35,11 +35,14 @@ from test_export import robustness_requests, serve_both
 pytestmark = pytest.mark.slow
 
 ROWS = 20_000
-# Small training; a few dozen conversions in the eval split: judge the mechanics, not CVR
-# quality. Environment variables, so that a pipeline in a subprocess runs the same settings.
+# Small training; about ten conversions in the validation and eval splits each: judge the
+# mechanics, not CVR quality or calibration (a ratio over ten conversions is noise, hence the
+# wide band). Environment variables, so that a pipeline in a subprocess runs the same settings.
 SETTINGS = {'FUNNEL_MODEL_TRAIN_STEPS': '200', 'FUNNEL_MODEL_STEPS_PER_VALIDATION': '100',
             'FUNNEL_MODEL_EVAL_STEPS': '5', 'FUNNEL_MODEL_BATCH_SIZE': '256',
-            'FUNNEL_EVALUATION_MIN_CONVERSION_AUC': '0.0', 'FUNNEL_EVALUATION_MIN_CVR_AUC': '0.0'}
+            'FUNNEL_EVALUATION_MIN_CONVERSION_AUC': '0.0', 'FUNNEL_EVALUATION_MIN_CVR_AUC': '0.0',
+            'FUNNEL_EVALUATION_MIN_CALIBRATION': '0.25',
+            'FUNNEL_EVALUATION_MAX_CALIBRATION': '4.0'}
 # A candidate whose learning rate is 20,000 times too small: it barely leaves its random start.
 WORSE_CANDIDATE = {'FUNNEL_MODEL_LEARNING_RATE': '1e-7'}
 # Two trainings with the same seed and data: largest AUC difference allowed per task.
@@ -165,6 +168,30 @@ def test_evaluation_has_every_task_on_every_slice(first_run):
     assert first_run['tasks']['click']['auc'] > 0.6
 
 
+def test_evaluator_reads_only_the_eval_split_and_the_model_is_calibrated(pipeline_config,
+                                                                           first_run):
+    """Three splits: the Evaluator's rows are exactly ExampleGen's eval split (training early-
+    stopped and calibrated on validation); the pushed model carries fitted calibration maps;
+    the summary has the calibration band and a calibration row per slice."""
+    splits = {}
+    for split in ('train', 'validation', 'eval'):
+        files = tf.io.gfile.glob(os.path.join(pipeline_config.pipeline_root, 'CsvExampleGen',
+                                              'examples', '*', f'Split-{split}', '*'))
+        splits[split] = sum(1 for _ in tf.data.TFRecordDataset(files, 'GZIP'))
+    assert sum(splits.values()) == ROWS and splits['validation'] > 0.05 * ROWS
+    overall = dict(tfma.load_eval_result(first_run['evaluation_uri']).slicing_metrics)[()]
+    assert overall[features.P_CLICK]['']['example_count']['doubleValue'] == splits['eval']
+    maps = [v.numpy() for v in tf.saved_model.load(first_run['pushed_to']).variables
+            if 'calibration' in v.name]
+    assert len(maps) == 4 and not np.allclose(maps, [1, 0, 1, 0])  # (slope, bias) per task
+    assert [row[:3] for row in first_run['calibration_band']] == [
+        (features.P_CLICK, 'Calibration', summary.OVERALL),
+        (features.P_CONVERSION, 'Calibration', summary.OVERALL)]
+    assert first_run['slice_calibration'][0]['slice'] == summary.OVERALL
+    assert first_run['slice_calibration'][0]['click'] == pytest.approx(
+        first_run['tasks']['click']['calibration'])
+
+
 def test_pushed_model_serves_both_signatures(pipeline_config, first_run, raw_feature_spec):
     model = tf.saved_model.load(first_run['pushed_to'])
     examples, _ = simulate(64, seed=99)  # fresh rows: ids the model may never have seen
@@ -212,7 +239,8 @@ def test_report_of_the_rerun_compares_with_the_baseline(pipeline_config, second_
                               bench_results=str(tmp_path / 'no-bench-results'))
     with open(path) as f:
         html = f.read()
-    assert_report_shows(html, run_outputs.load_metric_table(second_run['evaluation_uri']))
+    assert_report_shows(html, run_outputs.load_metric_table(second_run['evaluation_uri']),
+                        calibrated=True)
     assert second_run['evaluation_uri'] in html and second_run['pushed_to'] in html
     assert '>BLESSED<' in html and 'Failed thresholds' not in html
     # The same model against itself: every AUC difference is zero.

@@ -43,7 +43,8 @@ def tiny_evaluation(exported_model_dir, tmp_path_factory) -> str:
             writer.write(serialize_example(row))
     eval_config = tfma.utils.update_eval_config_with_defaults(
         make_eval_config(EvaluationConfig(min_click_auc=0.99, min_conversion_auc=0.0,
-                                          min_cvr_auc=0.0, calibration_plot_buckets=1000), SPEC),
+                                          min_cvr_auc=0.0, calibration_plot_buckets=1000,
+                                          min_calibration=0.001, max_calibration=1000), SPEC),
         has_baseline=True)
     models = [tfma.default_eval_shared_model(
         eval_saved_model_path=exported_model_dir, model_name=spec.name, eval_config=eval_config)
@@ -89,12 +90,17 @@ def test_calibration_histograms_add_up_to_the_metrics(tiny_evaluation, metric_ta
 
 def test_blessing_failures_and_thresholds_come_from_the_evaluation(tiny_evaluation):
     failures = run_outputs.blessing_failures(tiny_evaluation)
-    assert len(failures) == 1
+    assert len(failures) == 2
     assert failures[0].startswith('p_click auc = ')
     assert failures[0].endswith('on slice Overall (threshold: >= 0.99)')
+    # No conversion in the 400 rows: the calibration is undefined, which fails even a wide band.
+    assert failures[1] == ('p_conversion calibration = nan on slice Overall '
+                           '(threshold: >= 0.001; <= 1000)')
     assert run_outputs.blessing_thresholds(tiny_evaluation) == [
         (features.P_CLICK, 'AUC', summary.OVERALL, '>= 0.99; change vs baseline >= -0.02'),
+        (features.P_CLICK, 'Calibration', summary.OVERALL, '>= 0.001; <= 1000'),
         (features.P_CONVERSION, 'AUC', summary.OVERALL, '>= 0; change vs baseline >= -0.02'),
+        (features.P_CONVERSION, 'Calibration', summary.OVERALL, '>= 0.001; <= 1000'),
         (features.P_CVR, 'AUC', CLICKED, '>= 0; change vs baseline >= -0.02')]
 
 

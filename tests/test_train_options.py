@@ -15,7 +15,7 @@ from trainer import features, train
 SMALL = ModelConfig(num_experts=2, expert_units=(8,), tower_units=(4,), max_embedding_dim=4,
                     dense_projection_dim=4, batch_size=16, train_steps=4, eval_steps=2,
                     steps_per_validation=2, curriculum_click_steps=1, curriculum_ramp_steps=2,
-                    seed=0)
+                    seed=0, calibration=False)  # 50 rows: no conversion to calibrate on
 
 
 @pytest.fixture(scope='module')
@@ -29,7 +29,8 @@ def examples(transform_run, tmp_path_factory):
 @pytest.mark.parametrize('changes', [
     {'architecture': 'aitm'}, {'architecture': 'cross_stitch'},
     {'task_weighting': 'gradnorm'}, {'schedule': 'alternating'}, {'schedule': 'curriculum'},
-], ids=lambda changes: '-'.join(changes.values()))
+    {'architecture': 'ple', 'user_item_interaction': 'product', 'cross_layers': 1},
+], ids=lambda changes: '-'.join(map(str, changes.values())))
 def test_run_fn_trains_and_exports(transform_run, examples, tmp_path, changes):
     """A few steps of run_fn (validations, early stopping, export with the Transform graph);
     the served p_click, p_cvr, p_conversion are [batch] probabilities, p_cvr their ratio."""

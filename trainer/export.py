@@ -4,16 +4,17 @@
   tf.Example, and what TFMA's Evaluator calls).
 - `serving_raw`: one named tensor per raw feature (what a REST client sends as JSON
   `instances`). An optional dense feature that is missing is sent as NaN.
-Both return p_click, p_cvr and p_conversion as [batch] float32 tensors. TF Serving warmup
+Both return p_click, p_cvr and p_conversion as [batch] float32 tensors, calibrated when the
+Trainer fitted a calibration (trainer/calibration.py). TF Serving warmup
 requests for both signatures ship in `assets.extra/` (trainer/warmup.py).
 """
 
-from typing import Dict
+from typing import Dict, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer import features, warmup
+from trainer import calibration, features, warmup
 from trainer.features import DEFAULT_SIGNATURE, EXAMPLES_INPUT, RAW_SIGNATURE
 
 
@@ -46,14 +47,20 @@ def to_raw_feature(value: tf.Tensor, feature) -> tf.Tensor:
 
 
 def export_serving_model(model: tf.keras.Model, tft_output: tft.TFTransformOutput,
-                         export_dir: str, feature_spec: features.FeatureSpec) -> None:
-    """Saves `model` with the Transform graph attached, both serving signatures and warmup."""
+                         export_dir: str, feature_spec: features.FeatureSpec,
+                         calibrator: Optional[calibration.FunnelCalibration] = None) -> None:
+    """Saves `model` with the Transform graph attached, both serving signatures and warmup; the
+    signatures apply `calibrator` to the model's outputs when one is given."""
     model.tft_layer = tft_output.transform_features_layer()  # tracked, so its assets are saved
+    if calibrator is not None:
+        model.calibration = calibrator  # tracked: its fitted weights are saved with the model
     spec = serving_feature_spec(tft_output, feature_spec)
 
     def predict(raw_features):
         transformed = model.tft_layer(raw_features)
         outputs = model({name: transformed[name] for name in model.input_names})
+        if calibrator is not None:
+            outputs = model.calibration(outputs)
         return {name: tf.reshape(value, [-1]) for name, value in outputs.items()}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])

@@ -240,13 +240,16 @@ def _check_roles(spec: FeatureSpec, fail):
 def entity_inputs(input_entities: Mapping[str, str], inputs: Sequence[str],
                   source: str = '<feature spec>') -> Dict[str, Tuple[str, ...]]:
     """Per entity, the model inputs of its side (in the order of `inputs`), for
-    entity-specific experts; raises FeatureSpecError when a side has none."""
+    entity-specific experts and the user x item product; raises FeatureSpecError when a side
+    has none."""
     sides = {entity: tuple(name for name in inputs if input_entities.get(name) == entity)
              for entity in ENTITIES}
     empty = [entity for entity, names in sides.items() if not names]
     if empty:
         raise FeatureSpecError(
-            f'Feature spec {source}: entity-specific experts (model.entity_experts > 0) need '
-            f'features of every side, but no column is marked entity: {" or ".join(empty)}; '
-            'mark the columns in the spec or set FUNNEL_MODEL_ENTITY_EXPERTS=0.')
+            f'Feature spec {source}: entity-specific experts (model.entity_experts > 0) and the '
+            "user x item product (model.user_item_interaction='product') need features of "
+            f'every side, but no column is marked entity: {" or ".join(empty)}; mark the '
+            'columns in the spec or set FUNNEL_MODEL_ENTITY_EXPERTS=0 and '
+            'FUNNEL_MODEL_USER_ITEM_INTERACTION=none.')
     return sides

@@ -23,6 +23,10 @@ trainer/losses.py).
 Task weighting and training schedule choose the model's class: a plain Keras model for static
 weights and the joint schedule (the default), otherwise a losses.UncertaintyWeightedModel,
 losses.GradNormModel or schedules.ScheduledModel, which change how it trains, not what it computes.
+
+Every architecture can add learned interactions to its input features (trainer/interactions.py):
+`user_item_interaction` 'product' (the user side's and the item side's projections multiplied)
+and `cross_layers` (DCN-v2 cross layers over all input features).
 """
 
 import functools
@@ -32,7 +36,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from pipeline.config import ModelConfig
-from trainer import features, layers, losses, schedules
+from trainer import features, interactions, layers, losses, schedules
 
 TASKS = ('click', 'cvr')  # the tasks' names in layer names, in the order of the task outputs
 
@@ -75,11 +79,12 @@ def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
     if config.architecture == 'single_task':  # two networks sharing no layer, not even embeddings
         click_input, cvr_input = [
             layers.MLP(config.expert_units, config.dropout, name=f'{task}_bottom')(
-                _input_features(config, *embed(prefix=f'{task}_'), prefix=f'{task}_'))
+                _interactions(config, *embed(prefix=f'{task}_'), input_entities,
+                              prefix=f'{task}_'))
             for task in TASKS]
     else:
         embedded, columns = embed()
-        x = _input_features(config, embedded, columns)
+        x = _interactions(config, embedded, columns, input_entities)
         if config.entity_experts:  # then each entity's own embeddings and dense columns too
             own = {**embedded, **columns}
             sides = features.entity_inputs(input_entities or {}, list(inputs))
@@ -129,6 +134,25 @@ def _input_features(config: ModelConfig, embedded: Mapping[str, tf.Tensor],
         parts.append(tf.keras.layers.Dense(config.dense_projection_dim,
                                            name=f'{prefix}dense_projection')(dense))
     return tf.keras.layers.Concatenate(name=f'{prefix}input_features')(parts)
+
+
+def _interactions(config: ModelConfig, embedded: Mapping[str, tf.Tensor],
+                  columns: Mapping[str, tf.Tensor], input_entities: Optional[Mapping[str, str]],
+                  prefix: str = '') -> tf.Tensor:
+    """The input features, through the cross layers and with the user x item product appended,
+    as `config` asks; raises features.FeatureSpecError if the product lacks a side."""
+    x = _input_features(config, embedded, columns, prefix)
+    if config.cross_layers:
+        x = interactions.CrossNetwork(config.cross_layers, name=f'{prefix}cross_network')(x)
+    if config.user_item_interaction == 'product':
+        own = {**embedded, **columns}
+        sides = features.entity_inputs(input_entities or {}, list(own))
+        user, item = [tf.keras.layers.Concatenate(name=f'{prefix}{entity}_side')(
+            [own[name] for name in sides[entity]]) for entity in features.ENTITIES]
+        product = interactions.UserItemProduct(config.interaction_dim,
+                                               name=f'{prefix}user_item_product')([user, item])
+        x = tf.keras.layers.Concatenate(name=f'{prefix}with_interactions')([x, product])
+    return x
 
 
 def _shared_body(config: ModelConfig, x) -> List[tf.Tensor]:

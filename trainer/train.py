@@ -11,7 +11,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from pipeline.config import ModelConfig, from_dict
-from trainer import export, features, in_memory, losses, model, warm_start
+from trainer import calibration, export, features, in_memory, losses, model, warm_start
 
 LOAD_BATCH_SIZE = 8192  # examples parsed per step when reading the train split into memory
 
@@ -84,6 +84,42 @@ def load_columns(file_pattern: List[str], tft_output: tft.TFTransformOutput,
     return columns
 
 
+def predict_split(funnel_model: tf.keras.Model, file_pattern: List[str],
+                  data_accessor: tfx.components.DataAccessor, tft_output: tft.TFTransformOutput,
+                  batch_size: int) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+    """The model's outputs and the labels on every row of a split, read once in order."""
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1,
+                                                     shuffle=False),
+        tft_output.transformed_metadata.schema)
+    outputs, labels = {}, {}
+    for batch in dataset:
+        for name in features.LABELS:
+            labels.setdefault(name, []).append(batch.pop(name).numpy().reshape(-1))
+        for name, value in funnel_model(batch, training=False).items():
+            outputs.setdefault(name, []).append(value.numpy().reshape(-1))
+    return ({name: np.concatenate(parts) for name, parts in outputs.items()},
+            {name: np.concatenate(parts) for name, parts in labels.items()})
+
+
+def fit_calibration(funnel_model: tf.keras.Model, fn_args: tfx.components.FnArgs,
+                    tft_output: tft.TFTransformOutput,
+                    config: ModelConfig) -> Tuple[calibration.FunnelCalibration, Dict, Dict, Dict]:
+    """The calibration maps fitted on the validation split (trainer/calibration.py), with the
+    split's outputs before and after them and its labels."""
+    start = time.time()
+    outputs, labels = predict_split(funnel_model, fn_args.eval_files, fn_args.data_accessor,
+                                    tft_output, config.batch_size)
+    fitted = calibration.fit_calibration(outputs, labels)
+    calibrated = fitted(outputs)
+    ratios = [calibration.mean_ratios(p, labels) for p in (outputs, calibrated)]
+    logging.info('Calibration fitted on %d validation rows in %.1f s, (slope, bias) %s; mean '
+                 'prediction / mean label before: %s, after: %s.',
+                 len(labels[features.CLICK_LABEL]), time.time() - start, fitted.parameters(),
+                 *ratios)
+    return fitted, outputs, calibrated, labels
+
+
 def model_inputs(tft_output: tft.TFTransformOutput,
                  spec: features.FeatureSpec) -> Tuple[Dict[str, int], List[str]]:
     """Vocabulary sizes of the categorical inputs and names of the float inputs."""
@@ -109,6 +145,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf.keras.utils.set_random_seed(config.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     train_data = train_input(fn_args.train_files, fn_args.data_accessor, tft_output, config)
+    # fn_args.eval_files: the validation split (pipeline/graph.py), never the Evaluator's.
     eval_data = input_fn(fn_args.eval_files, fn_args.data_accessor, tft_output,
                          config.batch_size, config.seed)
 
@@ -136,4 +173,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     steps = len(history.epoch) * steps_per_validation
     logging.info('Trained %d steps of %d examples in %.1f s (%.0f examples/s incl. validation).',
                  steps, config.batch_size, elapsed, steps * config.batch_size / elapsed)
-    export.export_serving_model(funnel_model, tft_output, fn_args.serving_model_dir, spec)
+    if not config.calibration:
+        export.export_serving_model(funnel_model, tft_output, fn_args.serving_model_dir, spec)
+        return
+    fitted, before, after, labels = fit_calibration(funnel_model, fn_args, tft_output, config)
+    export.export_serving_model(funnel_model, tft_output, fn_args.serving_model_dir, spec,
+                                fitted)
+    calibration.write_histograms(fn_args.serving_model_dir, before, after, labels)
