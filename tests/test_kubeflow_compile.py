@@ -3,6 +3,7 @@ JSON (compiled once; no cluster)."""
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from unittest import mock
 
@@ -17,14 +18,29 @@ from kubeflow import kfp_rules, runner
 from pipeline.config import REPO_ROOT, ConfigError, load_config
 from pipeline.graph import create_pipeline
 
+KFP_PYTHON = Path(REPO_ROOT) / '.tool-venv' / 'kfp' / 'bin' / 'python'  # make kfp-venv
+# Run with the kfp SDK: loads the package as the SDK (and the KFP UI's upload) does, after a
+# strict parse of the spec with kfp's own, newer pipeline_spec proto (no unknown field).
+KFP_LOAD = """
+import json, sys, yaml
+from google.protobuf import json_format
+from kfp import components
+from kfp.pipeline_spec import pipeline_spec_pb2
+with open(sys.argv[1]) as f:
+    json_format.ParseDict(yaml.safe_load(f), pipeline_spec_pb2.PipelineSpec())
+component = components.load_component_from_file(sys.argv[1])
+print(json.dumps({'name': component.name,
+                  'inputs': {k: v.default for k, v in component.component_spec.inputs.items()},
+                  'tasks': sorted(component.pipeline_spec.root.dag.tasks)}))
+"""
 BEAM_ARGS = ('--runner=DataflowRunner', '--project=test-project', '--region=europe-west4',
              '--temp_location=gs://test-bucket/tmp')
 
 
 @pytest.fixture(scope='module')
 def compiled(tmp_path_factory):
-    """(the configuration, the Vertex PipelineJob, the KFP package, the local staging folder),
-    compiled as the README
+    """(the configuration, the Vertex PipelineJob, the KFP package, its path), compiled as the
+    README
     says, with FUNNEL_KUBEFLOW_* variables and an object-store output root that this machine
     cannot reach: compiling stages into a local folder beside the package."""
     root = tmp_path_factory.mktemp('kubeflow')
@@ -43,7 +59,7 @@ def compiled(tmp_path_factory):
         assert runner.main(['--output', str(output)]) == 0
         config = load_config()
     job = json.loads(Path(runner.pipeline_job_path(str(output))).read_text())
-    return config, job, yaml.safe_load(output.read_text()), root / 'build' / 'staging'
+    return config, job, yaml.safe_load(output.read_text()), output
 
 
 @pytest.fixture(scope='module')
@@ -127,11 +143,17 @@ def test_spec_follows_the_open_source_backends_rules(compiled):
     assert kinds == {'container', 'importer'}
 
 
+def _replace_arg(executor, old, new):
+    args = executor['container']['args']
+    args[args.index(old)] = new
+
+
 @pytest.mark.parametrize('break_spec, problem', [
     (lambda executors: executors.update(resolver_executor={'resolver': {}}),
      'resolver_executor: a resolver executor'),
-    (lambda executors: executors['Pusher_executor']['container']['args'].append(
-        "{{$.pipeline_job_resource_name}}"), 'placeholder {{$.pipeline_job_resource_name}}'),
+    (lambda executors: _replace_arg(executors['Pusher_executor'], '{{$}}',
+                                    '{{$.pipeline_job_resource_name}}'),
+     'Pusher_executor: placeholder {{$.pipeline_job_resource_name}}'),
     (lambda executors: executors['Pusher_executor']['container']['args'].extend(BEAM_ARGS),
      'Pusher_executor: Beam arguments'),
 ])
@@ -176,7 +198,8 @@ def test_nothing_points_at_this_checkout(compiled):
     """Steps run in containers: the schema and the user-module wheels are referenced under the
     pipeline root in the bucket, and staged in a local mirror of it to copy there; the Pusher
     pushes under the Kubeflow output root; no path is local."""
-    config, job, package, staging = compiled
+    config, job, package, output = compiled
+    staging = output.parent / 'staging'  # the default: beside the package
     assert REPO_ROOT not in json.dumps(job) and str(staging) not in json.dumps(package)
     pipeline_root = job['runtimeConfig']['gcsOutputDirectory']
     importer = package['deploymentSpec']['executors']['schema_importer_executor']
@@ -190,6 +213,18 @@ def test_nothing_points_at_this_checkout(compiled):
     assert (staging / os.path.relpath(wheel, pipeline_root)).is_file()
     pusher = _tasks(job)['Pusher']['inputs']['parameters']['push_destination']
     assert 'gs://test-bucket/funnel/serving_model/funnel-mmoe' in json.dumps(pusher)
+
+
+def test_kfp_sdk_loads_the_package(compiled):
+    if not KFP_PYTHON.exists():
+        pytest.skip(f'{KFP_PYTHON} is missing: `make kfp-venv` builds it (`make test` does)')
+    _, _, package, output = compiled
+    result = subprocess.run([str(KFP_PYTHON), '-c', KFP_LOAD, str(output)], capture_output=True,
+                            text=True, timeout=600, env={'PATH': os.environ['PATH']})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        'name': 'funnel-mmoe', 'inputs': {runner.DATA_ROOT_PARAMETER: 'gs://test-bucket/examples'},
+        'tasks': sorted(package['root']['dag']['tasks'])}
 
 
 @pytest.mark.parametrize('name, value', [('FUNNEL_KUBEFLOW_TRAINER_GPUS', '-1'),
