@@ -6,9 +6,9 @@ writes the KFP package `funnel-mmoe.yaml` (a pipeline spec: what `kfp` loads, th
 uploads and kubeflow/submit.py runs) and `funnel-mmoe.pipeline-job.json` (the PipelineJob that
 Vertex AI Pipelines takes). The graph is pipeline/graph.py's, unchanged; the settings come from
 the `kubeflow` section of pipeline/config.py (FUNNEL_KUBEFLOW_* variables). The spec follows the
-open-source backend's rules (kubeflow/kfp_rules.py; compiling fails otherwise): Beam arguments
-only on the Beam steps, and the two steps whose input can change under the same parameters
-(ExampleGen reading `data_root`, ProductionModel reading the serving folder) never cached.
+open-source backend's rules (kubeflow/kfp_rules.py; compiling fails otherwise), with Beam
+arguments only on the Beam steps, and the steps whose input can change under the same
+parameters (those reading `data_root`, ProductionModel reading the serving folder) uncached.
 
 The steps run in containers that cannot read this checkout, so compiling stages the Trainer's
 and Transform's module wheel and the schema under the pipeline root. With an object-store
@@ -30,7 +30,6 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base.base_component import BaseComponent
 from tfx.dsl.components.base.executor_spec import BeamExecutorSpec
 
-from components.example_gen import CsvExampleGen, ImportExampleGen
 from components.production_model import ProductionModel
 from kubeflow import kfp_rules
 from pipeline import config as config_lib
@@ -38,8 +37,6 @@ from pipeline.graph import create_pipeline
 from trainer import features
 
 DATA_ROOT_PARAMETER = 'data_root'
-# Steps whose output may change while their parameters do not: never answered from KFP's cache.
-UNCACHED_COMPONENTS = (CsvExampleGen, ImportExampleGen, ProductionModel)
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
@@ -112,6 +109,17 @@ def package(job: dict, data_root: str) -> dict:
     return spec
 
 
+def uncached_tasks(spec: dict, pipeline: tfx.dsl.Pipeline) -> list:
+    """The tasks whose output may change while their parameters do not: those reading the files
+    under `data_root` (ExampleGen: new files in the same folder) and ProductionModel (a new
+    push). KFP's cache key is only parameters, image and command, so they must not be cached."""
+    tasks = spec['root']['dag']['tasks']
+    production = [c.id for c in pipeline.components if isinstance(c, ProductionModel)]
+    return [task for name, task in tasks.items() if name in production or any(
+        source.get('componentInputParameter') == DATA_ROOT_PARAMETER
+        for source in task.get('inputs', {}).get('parameters', {}).values())]
+
+
 def compile_pipeline(config: config_lib.PipelineConfig, output_path: str,
                      staging_dir: str = '') -> dict:
     """Writes the KFP package to `output_path` (YAML) and the Vertex PipelineJob beside it
@@ -131,10 +139,8 @@ def compile_pipeline(config: config_lib.PipelineConfig, output_path: str,
                      write_out=False)
     job = json.loads(json.dumps(job).replace(staging_root.rstrip('/') + '/',
                                              pipeline_root.rstrip('/') + '/'))
-    tasks = job['pipelineSpec']['root']['dag']['tasks']
-    for component in pipeline.components:
-        if isinstance(component, UNCACHED_COMPONENTS):
-            tasks[component.id]['cachingOptions'] = {}  # what kfp writes for "no cache"
+    for task in uncached_tasks(job['pipelineSpec'], pipeline):
+        task['cachingOptions'] = {}  # what the kfp SDK writes for "no cache"
     found = kfp_rules.problems(job['pipelineSpec'])
     if found:
         raise SpecRuleError('The compiled spec would not run on the open-source Kubeflow '

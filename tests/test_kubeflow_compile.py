@@ -165,13 +165,15 @@ def test_rules_catch_what_the_backend_refuses(compiled, break_spec, problem):
 
 
 def test_steps_reading_changing_inputs_are_never_cached(compiled, local_pipeline):
-    """ExampleGen (new files under the same data_root) and ProductionModel (a new push) have
-    KFP's cache off; every other step keeps it."""
+    """The steps reading data_root (ExampleGen: new files under the same folder) and
+    ProductionModel (a new push) have KFP's cache off; every other step keeps it."""
     tasks = compiled[2]['root']['dag']['tasks']
     for component in local_pipeline.components:
-        uncached = isinstance(component, (tfx.components.CsvExampleGen, ProductionModel))
+        uncached = isinstance(component, ProductionModel) or 'data_root' in json.dumps(
+            tasks[component.id].get('inputs', {}))
         assert tasks[component.id]['cachingOptions'] == ({} if uncached else
                                                          {'enableCache': True}), component.id
+    assert tasks['CsvExampleGen']['cachingOptions'] == {}
 
 
 def test_data_root_and_pipeline_root_are_run_parameters(compiled):
