@@ -54,7 +54,7 @@ def problems(pipeline_spec: dict) -> List[str]:
     """Every way `pipeline_spec` (a PipelineSpec as a dict) breaks the rules above."""
     found = []
     for label, executor in sorted(pipeline_spec['deploymentSpec']['executors'].items()):
-        kinds = set(executor) - {'resources'}
+        kinds = set(executor)
         if not kinds <= set(EXECUTOR_KINDS):
             found.append(f'{label}: a {"/".join(sorted(kinds))} executor; the open-source '
                          'backend runs only containers and importers')
