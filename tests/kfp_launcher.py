@@ -109,6 +109,11 @@ def run_container(name: str, task: dict, component: dict, container: dict, run_r
                     'parameters': {k: {'outputFile': os.path.join(task_root, 'parameters', k)}
                                    for k in definitions.get('parameters', {})},
                     'outputFile': os.path.join(task_root, 'output_metadata.json')}}
+    for artifact in [a for artifacts in own_outputs.values() for a in artifacts]:
+        os.makedirs(os.path.dirname(artifact['uri']), exist_ok=True)  # prepareOutputFolders
+    for path in [p['outputFile'] for p in executor_input['outputs']['parameters'].values()] + [
+            executor_input['outputs']['outputFile']]:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     command = [substitute(text, executor_input)
                for text in container.get('command', []) + container.get('args', [])]
     with open(os.path.join(log_dir, f'{name}.log'), 'w') as log:
