@@ -80,7 +80,9 @@ def test_each_run_ingests_its_latest_span(runs):
     _, spec, outputs, _ = runs
     for run, span in zip(outputs, (2, 3)):
         examples = _artifact(run, _example_gen(spec), 'examples')
-        assert examples['metadata']['span'] == span
+        # TFX's entrypoint writes the custom property `span` (the type also has a property of
+        # that name) under its `custom:` prefix.
+        assert examples['metadata']['custom:span'] == span
         assert set(json.loads(examples['metadata']['split_names'])) >= {'train', 'eval'}
 
 
