@@ -74,7 +74,7 @@ schema: install
 report: install
 	$(PY) -m report.build
 
-test: install
+test: install kfp-venv
 	$(PY) -m pytest -v --durations=15 tests
 
 test-fast: install
@@ -97,6 +97,18 @@ reliability: install
 
 clean:
 	rm -rf outputs data
+
+# The kfp SDK in its own venv (it needs protobuf >= 5; the TFX pins do not allow it): the tests
+# load the compiled KFP package with it. Pinned by kubeflow/requirements-kfp.txt.
+KFP_VENV := .tool-venv/kfp
+.PHONY: kfp-venv
+kfp-venv: $(KFP_VENV)/.installed
+
+$(KFP_VENV)/.installed: kubeflow/requirements-kfp.txt | $(UV)
+	test -x $(KFP_VENV)/bin/python || $(UV) venv --python $(PYTHON) $(KFP_VENV)
+	$(UV) pip install --python $(KFP_VENV)/bin/python --no-deps -r kubeflow/requirements-kfp.txt
+	$(UV) pip check --python $(KFP_VENV)/bin/python
+	touch $@
 
 # Quality benchmark (bench/, issue 4): the project's models and DeepCTR's on the funnel simulator.
 # DeepCTR gets its own venv, pinned by bench/requirements-deepctr.txt (from the .in beside it).

@@ -32,6 +32,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx_bsl.coders import csv_decoder
 
+from components.span_resolution import ResolvesSpan
 from pipeline import inputs
 from trainer import features
 
@@ -105,16 +106,17 @@ def checked_csv_to_example(exec_properties: Dict[str, Any], split_pattern: str):
     return CsvToExample(files, _columns(exec_properties)[0])
 
 
-class CsvExecutor(csv_executor.Executor):
+class CsvExecutor(ResolvesSpan, csv_executor.Executor):
     """TFX's CsvExampleGen executor with the input check, the byte-order mark and labels as
-    integers (CsvToExample)."""
+    integers (CsvToExample), resolving the span itself where no driver did (Kubeflow)."""
 
     def GetInputSourceToExamplePTransform(self):
         return checked_csv_to_example
 
 
-class TFRecordExecutor(import_executor.Executor):
-    """TFX's ImportExampleGen executor with the input check first (funnel rule per record)."""
+class TFRecordExecutor(ResolvesSpan, import_executor.Executor):
+    """TFX's ImportExampleGen executor with the input check first (funnel rule per record),
+    resolving the span itself where no driver did (Kubeflow)."""
 
     def GetInputSourceToExamplePTransform(self):
         read = super().GetInputSourceToExamplePTransform()

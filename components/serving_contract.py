@@ -48,6 +48,7 @@ def ServingContractCheck(
     saved_model_dir = path_utils.serving_model_path(model.uri,
                                                     path_utils.is_old_model_artifact(model))
     report = run_contract_check(saved_model_dir)
+    tf.io.gfile.makedirs(infra_blessing.uri)  # KFP's launcher creates only its parent
     with tf.io.gfile.GFile(os.path.join(infra_blessing.uri, REPORT_FILE), 'w') as f:
         json.dump(report, f, indent=2)
     blessed = not report['failures']

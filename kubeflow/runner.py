@@ -1,26 +1,37 @@
-"""Compiles the pipeline for Kubeflow Pipelines: a KFP v2 pipeline spec (JSON), no cluster needed.
+"""Compiles the pipeline for Kubeflow Pipelines, offline: a KFP package and a Vertex PipelineJob.
 
-    python -m kubeflow.runner --output kubeflow/build/funnel-mmoe.json
+    python -m kubeflow.runner --output kubeflow/build/funnel-mmoe.yaml
 
-The graph is pipeline/graph.py's, unchanged; only the settings differ, all from the `kubeflow`
-section of pipeline/config.py (FUNNEL_KUBEFLOW_* variables): the image every step runs in,
-object-store paths, the distributed Beam runner, and the Trainer's GPU, CPU and memory. The
-input folder is the run parameter `data_root`, the pipeline root the run's pipeline root (both
-defaults are in the spec's runtimeConfig; kubeflow/submit.py can override them per run).
+writes the KFP package `funnel-mmoe.yaml` (a pipeline spec: what `kfp` loads, the KFP UI
+uploads and kubeflow/submit.py runs) and `funnel-mmoe.pipeline-job.json` (the PipelineJob that
+Vertex AI Pipelines takes). The graph is pipeline/graph.py's, unchanged; the settings come from
+the `kubeflow` section of pipeline/config.py (FUNNEL_KUBEFLOW_* variables). The spec follows the
+open-source backend's rules (kubeflow/kfp_rules.py; compiling fails otherwise), with Beam
+arguments only on the Beam steps, and the steps whose input can change under the same
+parameters (those reading `data_root`, ProductionModel reading the serving folder) uncached.
 
-Compiling writes to the pipeline root: TFX stages the user-module wheels there, and this runner
-stages the schema (steps in containers cannot read this machine's files).
+The steps run in containers that cannot read this checkout, so compiling stages the Trainer's
+and Transform's module wheel and the schema under the pipeline root. With an object-store
+output root they are written to a local folder (`--staging-dir`, default `staging/` beside the
+output) that mirrors the pipeline root, to copy there before the first run: compiling needs no
+network. `--staging-dir <the pipeline root>` writes them there directly.
 """
 
 import argparse
 import dataclasses
 import hashlib
+import json
 import os
 import sys
 
+import yaml
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
+from tfx.dsl.components.base.base_component import BaseComponent
+from tfx.dsl.components.base.executor_spec import BeamExecutorSpec
 
+from components.production_model import ProductionModel
+from kubeflow import kfp_rules
 from pipeline import config as config_lib
 from pipeline.graph import create_pipeline
 from trainer import features
@@ -28,6 +39,10 @@ from trainer import features
 DATA_ROOT_PARAMETER = 'data_root'
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+
+
+class SpecRuleError(RuntimeError):
+    """The compiled spec breaks a rule of the open-source Kubeflow Pipelines backend."""
 
 
 def trainer_resources(kubeflow: config_lib.KubeflowConfig) -> ResourceSpec:
@@ -41,14 +56,14 @@ def trainer_resources(kubeflow: config_lib.KubeflowConfig) -> ResourceSpec:
     return resources
 
 
-def _stage_schema(schema_path: str, pipeline_root: str) -> str:
-    """Copies the schema to <pipeline_root>/_schema/<content hash>/ and returns the copy's path.
+def _stage_schema(schema_path: str, staging_root: str) -> str:
+    """Copies the schema to <staging_root>/_schema/<content hash>/ and returns the copy's path.
 
     The folder is keyed by content, so an edited schema gets a new URI and older runs keep theirs.
     """
     with open(schema_path, 'rb') as f:
         content = f.read()
-    folder = os.path.join(pipeline_root, '_schema', hashlib.sha256(content).hexdigest()[:16])
+    folder = os.path.join(staging_root, '_schema', hashlib.sha256(content).hexdigest()[:16])
     tfx.dsl.io.fileio.makedirs(folder)
     staged = os.path.join(folder, os.path.basename(schema_path))
     with tfx.dsl.io.fileio.open(staged, 'wb') as f:
@@ -56,55 +71,114 @@ def _stage_schema(schema_path: str, pipeline_root: str) -> str:
     return staged
 
 
-def kubeflow_pipeline(config: config_lib.PipelineConfig) -> tfx.dsl.Pipeline:
-    """create_pipeline with the `kubeflow` section's settings and the Trainer's resources."""
+def kubeflow_pipeline(config: config_lib.PipelineConfig, staging_root: str) -> tfx.dsl.Pipeline:
+    """create_pipeline with the `kubeflow` section's settings, the Beam arguments on the Beam
+    components only and the Trainer's resources; the schema and module wheel staged under
+    `staging_root`."""
     if config.train_window_spans > 1:
         raise config_lib.ConfigError(
             f'Configuration train_window_spans={config.train_window_spans} needs the local '
-            "runner: TFX 1.16's Kubeflow V2 compiler supports only the latest-artifact and "
-            'latest-blessed-model resolvers, not the span window. Compile with '
-            'FUNNEL_TRAIN_WINDOW_SPANS=1 (each run then trains on its own span).')
+            "runner: the span window is a TFX Resolver, which the open-source Kubeflow "
+            'Pipelines backend cannot run. Compile with FUNNEL_TRAIN_WINDOW_SPANS=1 (each run '
+            'then trains on its own span).')
     kubeflow = config.kubeflow
+    config = dataclasses.replace(config, output_root=kubeflow.output_root, beam_pipeline_args=())
     config = dataclasses.replace(
         config,
-        output_root=kubeflow.output_root,
-        beam_pipeline_args=kubeflow.beam_pipeline_args)
-    config = dataclasses.replace(
-        config,
-        schema_path=_stage_schema(config.schema_path, config.pipeline_root),
+        schema_path=_stage_schema(config.schema_path, staging_root),
         # TFX accepts a RuntimeParameter for a str property: ExampleGen's input_base.
         data_root=tfx.dsl.experimental.RuntimeParameter(name=DATA_ROOT_PARAMETER, ptype=str))
     pipeline = create_pipeline(config)
     for component in pipeline.components:
+        if isinstance(component.executor_spec, BeamExecutorSpec):
+            component.with_beam_pipeline_args(list(kubeflow.beam_pipeline_args))
         if isinstance(component, tfx.components.Trainer):
             component.with_platform_config(trainer_resources(kubeflow))
+        if isinstance(component, BaseComponent):  # the module wheel, staged now
+            component._resolve_pip_dependencies(staging_root)  # pylint: disable=protected-access
     return pipeline
 
 
-def compile_pipeline(config: config_lib.PipelineConfig, output_path: str) -> None:
-    """Writes the pipeline job (spec + default run parameters) to `output_path` as JSON."""
+def package(job: dict, data_root: str) -> dict:
+    """The KFP package: the job's pipeline spec with the run defaults (data_root, pipeline root)
+    written into it, as the open-source backend and the KFP UI read them."""
+    spec = json.loads(json.dumps(job['pipelineSpec']))
+    parameter = spec['root']['inputDefinitions']['parameters'][DATA_ROOT_PARAMETER]
+    parameter.update(defaultValue=data_root, isOptional=True)
+    spec['defaultPipelineRoot'] = job['runtimeConfig']['gcsOutputDirectory']
+    return spec
+
+
+def uncached_tasks(spec: dict, pipeline: tfx.dsl.Pipeline) -> list:
+    """The tasks whose output may change while their parameters do not: those reading the files
+    under `data_root` (ExampleGen: new files in the same folder) and ProductionModel (a new
+    push). KFP's cache key is only parameters, image and command, so they must not be cached."""
+    tasks = spec['root']['dag']['tasks']
+    production = [c.id for c in pipeline.components if isinstance(c, ProductionModel)]
+    return [task for name, task in tasks.items() if name in production or any(
+        source.get('componentInputParameter') == DATA_ROOT_PARAMETER
+        for source in task.get('inputs', {}).get('parameters', {}).values())]
+
+
+def compile_pipeline(config: config_lib.PipelineConfig, output_path: str,
+                     staging_dir: str = '') -> dict:
+    """Writes the KFP package to `output_path` (YAML) and the Vertex PipelineJob beside it
+    (.pipeline-job.json); returns the job. Raises SpecRuleError if the spec breaks a rule of
+    the open-source backend."""
+    pipeline_root = dataclasses.replace(config, output_root=config.kubeflow.output_root
+                                        ).pipeline_root
+    local_root = '://' not in pipeline_root
+    staging_root = staging_dir or (pipeline_root if local_root else os.path.join(
+        os.path.dirname(os.path.abspath(output_path)), 'staging'))
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         # Spec schema 2.1.0: the only one the open-source KFP 2 backend accepts.
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-            default_image=config.kubeflow.image, use_pipeline_spec_2_1=True),
-        output_dir=os.path.dirname(os.path.abspath(output_path)),
-        output_filename=os.path.basename(output_path))
-    runner.run(kubeflow_pipeline(config),
-               parameter_values={DATA_ROOT_PARAMETER: config.kubeflow.data_root})
+            default_image=config.kubeflow.image, use_pipeline_spec_2_1=True))
+    pipeline = kubeflow_pipeline(config, staging_root)
+    job = runner.run(pipeline, parameter_values={DATA_ROOT_PARAMETER: config.kubeflow.data_root},
+                     write_out=False)
+    job = json.loads(json.dumps(job).replace(staging_root.rstrip('/') + '/',
+                                             pipeline_root.rstrip('/') + '/'))
+    for task in uncached_tasks(job['pipelineSpec'], pipeline):
+        task['cachingOptions'] = {}  # what the kfp SDK writes for "no cache"
+    found = kfp_rules.problems(job['pipelineSpec'])
+    if found:
+        raise SpecRuleError('The compiled spec would not run on the open-source Kubeflow '
+                            'Pipelines backend:\n  ' + '\n  '.join(found))
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    with open(output_path, 'w') as f:
+        f.write(f'# KFP package of {config.pipeline_name}, compiled by kubeflow/runner.py\n')
+        yaml.safe_dump(package(job, config.kubeflow.data_root), f, sort_keys=True)
+    with open(pipeline_job_path(output_path), 'w') as f:
+        json.dump(job, f, indent=1, sort_keys=True)
+    if staging_root != pipeline_root:
+        print(f'Staged the schema and module wheel in {staging_root}; copy them to the pipeline '
+              f'root before the first run:\n  gcloud storage cp -r "{staging_root}/*" '
+              f'{pipeline_root}/')
+    return job
+
+
+def pipeline_job_path(output_path: str) -> str:
+    """Where the Vertex PipelineJob is written beside the KFP package."""
+    return os.path.splitext(output_path)[0] + '.pipeline-job.json'
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--output', required=True, help='pipeline spec file (JSON) to write')
+    parser.add_argument('--output', required=True, help='KFP package to write (YAML)')
+    parser.add_argument('--staging-dir', default='',
+                        help='where to write the schema and module wheel (default: the '
+                             'pipeline root if local, else staging/ beside --output)')
     args = parser.parse_args(argv)
     try:
         config = config_lib.load_config()
-        compile_pipeline(config, args.output)
-    except (config_lib.ConfigError, features.FeatureSpecError) as e:
+        compile_pipeline(config, args.output, args.staging_dir)
+    except (config_lib.ConfigError, features.FeatureSpecError, SpecRuleError) as e:
         print(e, file=sys.stderr)
         return 2
-    print(f'Wrote {args.output}: image {config.kubeflow.image}, '
-          f'outputs under {config.kubeflow.output_root}.')
+    print(f'Wrote {args.output} (KFP package) and {pipeline_job_path(args.output)} (Vertex '
+          f'PipelineJob): image {config.kubeflow.image}, outputs under '
+          f'{config.kubeflow.output_root}.')
     return 0
 
 

@@ -11,6 +11,8 @@ from tfx import v1 as tfx
 from components.anomalies_gate import AnomaliesGate
 from components.atomic_pusher import AtomicPusher
 from components.example_gen import checked_example_gen
+from components.production_model import (Evaluator, ProductionModel, Trainer,
+                                         newest_complete_version)
 from components.serving_contract import ServingContractCheck
 from pipeline.config import PipelineConfig
 from pipeline.eval_config import make_eval_config
@@ -135,30 +137,33 @@ def create_pipeline(config: PipelineConfig,
         disable_statistics=True)
     transform.add_upstream_node(anomalies_gate)
 
-    baseline_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id('latest_blessed_model_resolver')
+    # The model TF Serving serves (components/production_model.py), not a Resolver: the
+    # open-source Kubeflow Pipelines backend runs only containers and importers. The version
+    # seen now is the cache key of runners with an ML Metadata cache (the local one); Kubeflow
+    # compiles without one, never caches the step, and must not need the bucket to compile.
+    production_model = ProductionModel(
+        serving_model_dir=config.serving_model_dir,
+        production_version=(newest_complete_version(config.serving_model_dir) or ''
+                            if metadata_connection_config else ''))
 
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         module_file=config.module_file,
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
         schema=schema_importer.outputs['result'],
         # Only when warm starting: a new blessed model would otherwise void the Trainer's cache.
-        base_model=baseline_model.outputs['model'] if config.model.warm_start else None,
+        base_model=production_model.outputs['model'] if config.model.warm_start else None,
         train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=config.model.train_steps),
         eval_args=tfx.proto.EvalArgs(splits=['validation'], num_steps=config.model.eval_steps),
         custom_config={'model': dataclasses.asdict(config.model), 'features': spec.to_dict()})
 
     serving_contract = ServingContractCheck(model=trainer.outputs['model'])
 
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs['examples'],
         example_splits=['eval'],
         model=trainer.outputs['model'],
-        baseline_model=baseline_model.outputs['model'],
+        baseline_model=production_model.outputs['model'],
         eval_config=make_eval_config(config.evaluation, spec))
 
     pusher = AtomicPusher(
@@ -171,5 +176,5 @@ def create_pipeline(config: PipelineConfig,
 
     return _pipeline(
         config, ingest + ([span_window] if span_window else []) + [
-            transform, baseline_model, trainer, serving_contract, evaluator, pusher],
+            transform, production_model, trainer, serving_contract, evaluator, pusher],
         metadata_connection_config)

@@ -2,38 +2,64 @@
 JSON (compiled once; no cluster)."""
 
 import json
+import os
+import subprocess
+from pathlib import Path
+from unittest import mock
 
 import pytest
+import yaml
 from tfx import v1 as tfx
 from tfx.dsl.components.base.base_component import BaseComponent
 from tfx.dsl.components.base.executor_spec import BeamExecutorSpec
 
-from kubeflow import runner
+from components.production_model import ProductionModel
+from kubeflow import kfp_rules, runner
 from pipeline.config import REPO_ROOT, ConfigError, load_config
 from pipeline.graph import create_pipeline
 
+KFP_PYTHON = Path(REPO_ROOT) / '.tool-venv' / 'kfp' / 'bin' / 'python'  # make kfp-venv
+# Run with the kfp SDK: loads the package as the SDK (and the KFP UI's upload) does, after a
+# strict parse of the spec with kfp's own, newer pipeline_spec proto (no unknown field).
+KFP_LOAD = """
+import json, sys, yaml
+from google.protobuf import json_format
+from kfp import components
+from kfp.pipeline_spec import pipeline_spec_pb2
+with open(sys.argv[1]) as f:
+    json_format.ParseDict(yaml.safe_load(f), pipeline_spec_pb2.PipelineSpec())
+component = components.load_component_from_file(sys.argv[1])
+print(json.dumps({'name': component.name,
+                  'inputs': {k: v.default for k, v in component.component_spec.inputs.items()},
+                  'tasks': sorted(component.pipeline_spec.root.dag.tasks)}))
+"""
 BEAM_ARGS = ('--runner=DataflowRunner', '--project=test-project', '--region=europe-west4',
              '--temp_location=gs://test-bucket/tmp')
 
 
 @pytest.fixture(scope='module')
 def compiled(tmp_path_factory):
-    """(the configuration, the compiled pipeline job as a dict), configured the way a user
-    does: FUNNEL_KUBEFLOW_* variables. The output root is local so that staging works here."""
+    """(the configuration, the Vertex PipelineJob, the KFP package, its path), compiled as the
+    README
+    says, with FUNNEL_KUBEFLOW_* variables and an object-store output root that this machine
+    cannot reach: compiling stages into a local folder beside the package."""
     root = tmp_path_factory.mktemp('kubeflow')
-    config = load_config(env={
+    env = {
         'FUNNEL_KUBEFLOW_IMAGE': 'registry.example.com/funnel-mmoe:test',
-        'FUNNEL_KUBEFLOW_OUTPUT_ROOT': str(root / 'bucket'),
+        'FUNNEL_KUBEFLOW_OUTPUT_ROOT': 'gs://test-bucket/funnel',
         'FUNNEL_KUBEFLOW_DATA_ROOT': 'gs://test-bucket/examples',
         'FUNNEL_KUBEFLOW_BEAM_PIPELINE_ARGS': ','.join(BEAM_ARGS),
         'FUNNEL_KUBEFLOW_TRAINER_GPUS': '2',
         'FUNNEL_KUBEFLOW_TRAINER_ACCELERATOR': 'nvidia.com/gpu',
         'FUNNEL_KUBEFLOW_TRAINER_CPU_LIMIT': '6',
         'FUNNEL_KUBEFLOW_TRAINER_MEMORY_LIMIT_GB': '20',
-    })
-    output = root / 'build' / 'funnel-mmoe.json'
-    runner.compile_pipeline(config, str(output))
-    return config, json.loads(output.read_text())
+    }
+    output = root / 'build' / 'funnel-mmoe.yaml'
+    with mock.patch.dict(os.environ, env):
+        assert runner.main(['--output', str(output)]) == 0
+        config = load_config()
+    job = json.loads(Path(runner.pipeline_job_path(str(output))).read_text())
+    return config, job, yaml.safe_load(output.read_text()), output
 
 
 @pytest.fixture(scope='module')
@@ -52,21 +78,9 @@ def _containers(job):
             if 'container' in executor}
 
 
-def _task_names(tasks, component_id):
-    """A component's task names: its id, or '<id>-...' for a Resolver, which becomes one
-    resolver task per input."""
-    return [name for name in tasks if name == component_id or name.startswith(component_id + '-')]
-
-
 def test_every_local_component_is_a_task(compiled, local_pipeline):
     """The same graph: each component of the local pipeline is a task, and nothing else is."""
-    tasks = _tasks(compiled[1])
-    matched = []
-    for component in local_pipeline.components:
-        names = _task_names(tasks, component.id)
-        assert names, f'{component.id} is not in the compiled spec'
-        matched += names
-    assert sorted(matched) == sorted(tasks)
+    assert sorted(_tasks(compiled[1])) == sorted(c.id for c in local_pipeline.components)
 
 
 def test_dependencies_follow_the_local_graph(compiled, local_pipeline):
@@ -74,19 +88,18 @@ def test_dependencies_follow_the_local_graph(compiled, local_pipeline):
     before Transform, Transform before the Trainer, the Evaluator before the Pusher."""
     tasks = _tasks(compiled[1])
     for component in local_pipeline.components:
-        for task in _task_names(tasks, component.id):
-            depends_on = set(tasks[task].get('dependentTasks', []))
-            for upstream in component.upstream_nodes:
-                assert depends_on & set(_task_names(tasks, upstream.id)), (task, upstream.id)
+        depends_on = set(tasks[component.id].get('dependentTasks', []))
+        assert {upstream.id for upstream in component.upstream_nodes} <= depends_on, component.id
     for task, upstream in [('Transform', 'AnomaliesGate'), ('Trainer', 'Transform'),
-                           ('Evaluator', 'Trainer'), ('Pusher', 'Evaluator')]:
+                           ('Evaluator', 'Trainer'), ('Evaluator', 'ProductionModel'),
+                           ('Pusher', 'Evaluator')]:
         assert upstream in tasks[task]['dependentTasks']
 
 
 def test_every_executor_runs_the_configured_image(compiled, local_pipeline):
     """Every component runs in a container of the configured image (KFP itself runs the
-    schema importer and the resolver)."""
-    config, job = compiled
+    schema importer)."""
+    config, job, *_ = compiled
     containers = _containers(job)
     assert set(containers) == {f'{c.id}_executor' for c in local_pipeline.components
                                if isinstance(c, BaseComponent)}
@@ -95,7 +108,7 @@ def test_every_executor_runs_the_configured_image(compiled, local_pipeline):
 
 def test_only_the_trainer_requests_a_gpu(compiled, local_pipeline):
     """The Trainer gets the configured GPUs, CPU and memory; no other step asks for a GPU."""
-    _, job = compiled
+    _, job, *_ = compiled
     trainer_id = next(c.id for c in local_pipeline.components
                       if isinstance(c, tfx.components.Trainer))
     containers = _containers(job)
@@ -106,47 +119,114 @@ def test_only_the_trainer_requests_a_gpu(compiled, local_pipeline):
         assert 'accelerator' not in container.get('resources', {}), label
 
 
-def test_beam_args_reach_the_beam_components(compiled, local_pipeline):
-    """ExampleGen, StatisticsGen, Transform and Evaluator run Beam with the distributed args."""
+def test_beam_args_reach_the_beam_components_only(compiled, local_pipeline):
+    """ExampleGen, StatisticsGen, Transform and Evaluator run Beam with the distributed args;
+    no other container gets them (with Dataflow's, a container without credentials would ask
+    for them interactively)."""
     containers = _containers(compiled[1])
     beam_ids = {c.id for c in local_pipeline.components
                 if isinstance(c.executor_spec, BeamExecutorSpec)}
     assert {'CsvExampleGen', 'StatisticsGen', 'Transform', 'Evaluator'} <= beam_ids
-    for component_id in beam_ids:
-        args = containers[f'{component_id}_executor']['args']
-        assert all(arg in args for arg in BEAM_ARGS), component_id
-        assert not any(arg.startswith('--direct_') for arg in args), component_id
+    for component in local_pipeline.components:
+        if isinstance(component, BaseComponent):
+            args = kfp_rules.beam_args(containers[f'{component.id}_executor']['args'])
+            assert args == (list(BEAM_ARGS) if component.id in beam_ids else []), component.id
 
 
-def test_data_root_and_pipeline_root_are_run_parameters(compiled, tmp_path_factory):
-    """ExampleGen reads the run parameter data_root; the pipeline root is the run's (KFP's
-    runtimeConfig); the defaults are the configured ones."""
-    config, job = compiled
-    spec = job['pipelineSpec']
-    assert spec['schemaVersion'] == '2.1.0'
-    assert spec['root']['inputDefinitions']['parameters'] == {
-        runner.DATA_ROOT_PARAMETER: {'parameterType': 'STRING'}}
+def test_spec_follows_the_open_source_backends_rules(compiled):
+    """Every executor a container or an importer, every placeholder one the launcher resolves,
+    no Beam args without Beam (kubeflow/kfp_rules.py); the same for the Vertex job's spec."""
+    _, job, package, _ = compiled
+    assert kfp_rules.problems(package) == [] and kfp_rules.problems(job['pipelineSpec']) == []
+    kinds = {kind for executor in package['deploymentSpec']['executors'].values()
+             for kind in executor}
+    assert kinds == {'container', 'importer'}
+
+
+def _replace_arg(executor, old, new):
+    args = executor['container']['args']
+    args[args.index(old)] = new
+
+
+@pytest.mark.parametrize('break_spec, problem', [
+    (lambda executors: executors.update(resolver_executor={'resolver': {}}),
+     'resolver_executor: a resolver executor'),
+    (lambda executors: _replace_arg(executors['Pusher_executor'], '{{$}}',
+                                    '{{$.pipeline_job_resource_name}}'),
+     'Pusher_executor: placeholder {{$.pipeline_job_resource_name}}'),
+    (lambda executors: executors['Pusher_executor']['container']['args'].extend(BEAM_ARGS),
+     'Pusher_executor: Beam arguments'),
+])
+def test_rules_catch_what_the_backend_refuses(compiled, break_spec, problem):
+    package = json.loads(json.dumps(compiled[2]))
+    break_spec(package['deploymentSpec']['executors'])
+    [found] = kfp_rules.problems(package)
+    assert found.startswith(problem)
+
+
+def test_steps_reading_changing_inputs_are_never_cached(compiled, local_pipeline):
+    """The steps reading data_root (ExampleGen: new files under the same folder) and
+    ProductionModel (a new push) have KFP's cache off; every other step keeps it."""
+    tasks = compiled[2]['root']['dag']['tasks']
+    for component in local_pipeline.components:
+        uncached = isinstance(component, ProductionModel) or 'data_root' in json.dumps(
+            tasks[component.id].get('inputs', {}))
+        assert tasks[component.id]['cachingOptions'] == ({} if uncached else
+                                                         {'enableCache': True}), component.id
+    assert tasks['CsvExampleGen']['cachingOptions'] == {}
+
+
+def test_data_root_and_pipeline_root_are_run_parameters(compiled):
+    """ExampleGen reads the run parameter data_root; the pipeline root is the run's. Their
+    defaults are the configured ones: in the KFP package's spec (what the KFP UI and
+    kubeflow/submit.py read), in the PipelineJob's runtimeConfig for Vertex."""
+    config, job, package, _ = compiled
+    pipeline_root = f'{config.kubeflow.output_root}/pipelines/funnel-mmoe'
+    assert package['schemaVersion'] == '2.1.0' and package['pipelineInfo']['name'] == 'funnel-mmoe'
+    assert package['root']['inputDefinitions']['parameters'] == {runner.DATA_ROOT_PARAMETER: {
+        'parameterType': 'STRING', 'defaultValue': 'gs://test-bucket/examples',
+        'isOptional': True}}
+    assert package['defaultPipelineRoot'] == pipeline_root
     example_gen_input = _tasks(job)['CsvExampleGen']['inputs']['parameters']['input_base']
     assert example_gen_input == {'componentInputParameter': runner.DATA_ROOT_PARAMETER}
     assert job['runtimeConfig'] == {
-        'gcsOutputDirectory': f'{config.kubeflow.output_root}/pipelines/funnel-mmoe',
+        'gcsOutputDirectory': pipeline_root,
         'parameterValues': {runner.DATA_ROOT_PARAMETER: 'gs://test-bucket/examples'}}
+    assert package['deploymentSpec'] == job['pipelineSpec']['deploymentSpec']
+    assert package['root']['dag'] == job['pipelineSpec']['root']['dag']
 
 
 def test_nothing_points_at_this_checkout(compiled):
-    """Steps run in containers: the schema and the user-module wheels are staged under the
-    pipeline root, the Pusher pushes under the Kubeflow output root, no path is local."""
-    config, job = compiled
-    assert REPO_ROOT not in json.dumps(job)
+    """Steps run in containers: the schema and the user-module wheels are referenced under the
+    pipeline root in the bucket, and staged in a local mirror of it to copy there; the Pusher
+    pushes under the Kubeflow output root; no path is local."""
+    config, job, package, output = compiled
+    staging = output.parent / 'staging'  # the default: beside the package
+    assert REPO_ROOT not in json.dumps(job) and str(staging) not in json.dumps(package)
     pipeline_root = job['runtimeConfig']['gcsOutputDirectory']
-    importer = job['pipelineSpec']['deploymentSpec']['executors']['schema_importer_executor']
+    importer = package['deploymentSpec']['executors']['schema_importer_executor']
     staged_schema = importer['importer']['artifactUri']['constant']
     assert staged_schema.startswith(f'{pipeline_root}/_schema/')
-    with open(f'{staged_schema}/schema.pbtxt') as staged, open(config.schema_path) as original:
-        assert staged.read() == original.read()
-    module_path = _tasks(job)['Trainer']['inputs']['parameters']['module_path']
-    assert module_path['runtimeValue']['constant'].split('@')[1].startswith(
-        f'{pipeline_root}/_wheels/')
+    mirror = staging / os.path.relpath(staged_schema, pipeline_root) / 'schema.pbtxt'
+    assert mirror.read_text() == Path(config.schema_path).read_text()
+    wheel = _tasks(job)['Trainer']['inputs']['parameters']['module_path'][
+        'runtimeValue']['constant'].split('@')[1]
+    assert wheel.startswith(f'{pipeline_root}/_wheels/')
+    assert (staging / os.path.relpath(wheel, pipeline_root)).is_file()
+    pusher = _tasks(job)['Pusher']['inputs']['parameters']['push_destination']
+    assert 'gs://test-bucket/funnel/serving_model/funnel-mmoe' in json.dumps(pusher)
+
+
+def test_kfp_sdk_loads_the_package(compiled):
+    if not KFP_PYTHON.exists():
+        pytest.skip(f'{KFP_PYTHON} is missing: `make kfp-venv` builds it (`make test` does)')
+    _, _, package, output = compiled
+    result = subprocess.run([str(KFP_PYTHON), '-c', KFP_LOAD, str(output)], capture_output=True,
+                            text=True, timeout=600, env={'PATH': os.environ['PATH']})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        'name': 'funnel-mmoe', 'inputs': {runner.DATA_ROOT_PARAMETER: 'gs://test-bucket/examples'},
+        'tasks': sorted(package['root']['dag']['tasks'])}
 
 
 @pytest.mark.parametrize('name, value', [('FUNNEL_KUBEFLOW_TRAINER_GPUS', '-1'),
@@ -158,11 +238,12 @@ def test_bad_kubeflow_settings_are_named(name, value):
 
 
 def test_daily_spans_compile_and_the_span_window_is_refused(tmp_path):
-    """ExampleGen reads the latest span folder on Kubeflow too; the span-window resolver has no
-    Kubeflow V2 form in TFX 1.16, so asking for it is a clear error, not a broken spec."""
+    """ExampleGen reads the latest span folder on Kubeflow too (its executor resolves the span,
+    tests/test_kubeflow_conformance.py); the span window is a Resolver, which the open-source
+    backend cannot run, so asking for it is a clear error, not a broken spec."""
     env = {'FUNNEL_KUBEFLOW_OUTPUT_ROOT': str(tmp_path / 'bucket'),
            'FUNNEL_SPAN_FOLDER': 'day-{SPAN}', 'FUNNEL_MODEL_WARM_START': 'true'}
-    output = tmp_path / 'spans.json'
+    output = tmp_path / 'spans.yaml'
     runner.compile_pipeline(load_config(env=env), str(output))
     spec = output.read_text()
     assert 'day-{SPAN}/*' in spec and 'base_model' in spec

@@ -1,24 +1,31 @@
 """Tests of kubeflow/submit.py against a fake Kubeflow Pipelines API on 127.0.0.1 (in a thread):
-the requests it sends for a one-off run and for a daily recurring run."""
+the requests kfp-server-api sends for a one-off run and for a daily recurring run, read back
+with the client's own request models."""
 
 import contextlib
 import http.server
 import json
 import threading
+from types import SimpleNamespace
 
+import kfp_server_api
 import pytest
+import yaml
 
 from kubeflow import submit
 
-# The shape kubeflow/runner.py writes (tests/test_kubeflow_compile.py checks the real one).
-JOB = {
-    'displayName': 'funnel-mmoe',
-    'pipelineSpec': {'pipelineInfo': {'name': 'funnel-mmoe'}, 'schemaVersion': '2.1.0',
-                     'root': {'inputDefinitions': {'parameters': {
-                         'data_root': {'parameterType': 'STRING'}}}}},
-    'runtimeConfig': {'gcsOutputDirectory': 'gs://bucket/funnel/pipelines/funnel-mmoe',
-                      'parameterValues': {'data_root': 'gs://bucket/funnel/examples'}},
-}
+# The shape of the KFP package kubeflow/runner.py writes (tests/test_kubeflow_compile.py checks
+# the real one).
+SPEC = {'pipelineInfo': {'name': 'funnel-mmoe'}, 'schemaVersion': '2.1.0',
+        'defaultPipelineRoot': 'gs://bucket/funnel/pipelines/funnel-mmoe',
+        'root': {'inputDefinitions': {'parameters': {'data_root': {
+            'parameterType': 'STRING', 'defaultValue': 'gs://bucket/funnel/examples',
+            'isOptional': True}}}}}
+
+
+def _as_model(body: dict, model: str):
+    """A request body decoded by kfp-server-api into its model (`V2beta1Run`, ...)."""
+    return kfp_server_api.ApiClient().deserialize(SimpleNamespace(data=json.dumps(body)), model)
 
 
 @contextlib.contextmanager
@@ -63,8 +70,8 @@ def kfp_api():
 
 @pytest.fixture
 def spec_file(tmp_path):
-    path = tmp_path / 'funnel-mmoe.json'
-    path.write_text(json.dumps(JOB))
+    path = tmp_path / 'funnel-mmoe.yaml'
+    path.write_text(yaml.safe_dump(SPEC))
     return path
 
 
@@ -72,15 +79,14 @@ def test_one_off_run(kfp_api, spec_file, capsys, monkeypatch):
     """POST /apis/v2beta1/runs with the spec inline and the compiled run parameters."""
     monkeypatch.delenv('KFP_BEARER_TOKEN', raising=False)
     endpoint, received = kfp_api
-    assert submit.main(['--endpoint', endpoint, '--spec', str(spec_file)]) == 0
+    assert submit.main(['--endpoint', endpoint, '--package', str(spec_file)]) == 0
     [request] = received
     assert request['method'] == 'POST' and request['path'] == '/apis/v2beta1/runs'
-    assert request['body'] == {
-        'display_name': 'funnel-mmoe',
-        'pipeline_spec': JOB['pipelineSpec'],
-        'runtime_config': {'parameters': {'data_root': 'gs://bucket/funnel/examples'},
-                           'pipeline_root': 'gs://bucket/funnel/pipelines/funnel-mmoe'},
-    }
+    assert _as_model(request['body'], 'V2beta1Run') == kfp_server_api.V2beta1Run(
+        display_name='funnel-mmoe', pipeline_spec=SPEC,
+        runtime_config=kfp_server_api.V2beta1RuntimeConfig(
+            parameters={'data_root': 'gs://bucket/funnel/examples'},
+            pipeline_root='gs://bucket/funnel/pipelines/funnel-mmoe'))
     assert request['authorization'] is None
     assert 'run-1' in capsys.readouterr().out
 
@@ -90,19 +96,19 @@ def test_daily_recurring_run_with_overrides(kfp_api, spec_file, capsys, monkeypa
     experiment and bearer token as given."""
     monkeypatch.setenv('KFP_BEARER_TOKEN', 'test-token')
     endpoint, received = kfp_api
-    assert submit.main(['--endpoint', endpoint + '/', '--spec', str(spec_file),
+    assert submit.main(['--endpoint', endpoint + '/', '--package', str(spec_file),
                         '--cron', '0 0 2 * * *', '--name', 'funnel-daily',
                         '--experiment-id', 'exp-7', '--parameter', 'data_root=gs://other/data',
                         '--pipeline-root', 'gs://other/root']) == 0
     [request] = received
     assert request['method'] == 'POST' and request['path'] == '/apis/v2beta1/recurringruns'
-    body = request['body']
-    assert body['trigger'] == {'cron_schedule': {'cron': '0 0 2 * * *'}}
-    assert body['mode'] == 'ENABLE' and body['max_concurrency'] == 1 and body['no_catchup']
-    assert body['pipeline_spec'] == JOB['pipelineSpec']
-    assert body['runtime_config'] == {'parameters': {'data_root': 'gs://other/data'},
-                                      'pipeline_root': 'gs://other/root'}
-    assert body['display_name'] == 'funnel-daily' and body['experiment_id'] == 'exp-7'
+    run = _as_model(request['body'], 'V2beta1RecurringRun')
+    assert run.trigger.cron_schedule.cron == '0 0 2 * * *'
+    assert run.mode == 'ENABLE' and run.max_concurrency == '1' and run.no_catchup
+    assert run.pipeline_spec == SPEC
+    assert run.runtime_config == kfp_server_api.V2beta1RuntimeConfig(
+        parameters={'data_root': 'gs://other/data'}, pipeline_root='gs://other/root')
+    assert run.display_name == 'funnel-daily' and run.experiment_id == 'exp-7'
     assert request['authorization'] == 'Bearer test-token'
     assert 'recurring run rr-1' in capsys.readouterr().out
 
@@ -117,5 +123,13 @@ def test_refusal_is_reported(spec_file, capsys):
             pass
 
     with _serve(Refuse) as endpoint:
-        assert submit.main(['--endpoint', endpoint, '--spec', str(spec_file)]) == 1
+        assert submit.main(['--endpoint', endpoint, '--package', str(spec_file)]) == 1
     assert '400' in capsys.readouterr().err
+
+
+def test_a_pipeline_job_is_not_a_package(tmp_path, capsys):
+    """The Vertex PipelineJob (JSON) is refused with a message naming the file and the fix."""
+    job = tmp_path / 'funnel-mmoe.pipeline-job.json'
+    job.write_text(json.dumps({'displayName': 'funnel-mmoe', 'pipelineSpec': SPEC}))
+    assert submit.main(['--endpoint', 'http://127.0.0.1:9', '--package', str(job)]) == 2
+    assert 'is not a KFP package' in capsys.readouterr().err

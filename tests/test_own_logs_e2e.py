@@ -144,7 +144,10 @@ def test_day_1_trains_on_the_window_and_evaluates_on_the_latest_span(setup, day_
     assert day_1['blessed'] and day_1['pushed_to']
     assert _spans(config, 'Transform') == [2, 3]
     assert _spans(config, 'Evaluator') == [3]
-    assert not _latest_inputs(config, 'Trainer', 'base_model')  # nothing blessed yet
+    # Nothing in production yet: the base model holds no version (components/production_model.py)
+    [base] = _latest_inputs(config, 'Trainer', 'base_model')
+    assert base.custom_properties['production_version'].string_value == ''
+    assert not os.path.exists(os.path.join(base.uri, 'Format-Serving'))
 
 
 def test_pushed_model_takes_the_users_features(setup, day_1):
@@ -173,6 +176,7 @@ def test_day_2_slides_the_window_and_warm_starts(setup, day_1, day_2):
     _, config, _ = setup
     assert _spans(config, 'Transform') == [3, 4]
     assert _spans(config, 'Evaluator') == [4]
-    base = _latest_inputs(config, 'Trainer', 'base_model')
-    assert len(base) == 1 and day_1['pushed_to']  # day 1's blessed model
+    [base] = _latest_inputs(config, 'Trainer', 'base_model')  # day 1's pushed model
+    version = base.custom_properties['production_version'].string_value
+    assert day_1['pushed_to'] and version == os.path.basename(day_1['pushed_to'])
     assert day_2['blessed'] and day_2['pushed_to'] != day_1['pushed_to']

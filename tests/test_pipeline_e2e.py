@@ -49,7 +49,7 @@ WORSE_CANDIDATE = {'FUNNEL_MODEL_LEARNING_RATE': '1e-7'}
 SAME_SEED_AUC_TOLERANCE = 0.001
 EXPECTED_COMPONENTS = {'CsvExampleGen', 'StatisticsGen', 'schema_importer', 'ExampleValidator',
                        'AnomaliesGate', 'Transform', 'Trainer', 'ServingContractCheck',
-                       'latest_blessed_model_resolver', 'Evaluator', 'Pusher'}
+                       'ProductionModel', 'Evaluator', 'Pusher'}
 
 
 def _settings(root: Path, outputs: str = 'outputs', **extra) -> dict:
