@@ -205,23 +205,18 @@ def input_throughput(config) -> Dict[str, float]:
     examples already in memory (the ceiling)."""
     import tensorflow as tf
     import tensorflow_transform as tft
-    from tfx_bsl.public import tfxio
 
     from trainer import train
 
     model_config, spec = config.model, config.feature_spec()
     tft_output = tft.TFTransformOutput(output_uri(config, 'Transform', 'transform_graph'))
     files = [os.path.join(output_uri(config, 'Transform', 'transformed_examples', 'train'), '*')]
-    accessor = argparse.Namespace(tf_dataset_factory=lambda pattern, options, schema:
-                                  tfxio.TFExampleRecord(pattern, schema=schema)
-                                  .TensorFlowDataset(options))
     columns = train.load_columns(files, tft_output, model_config.in_memory_max_rows)
     inputs = {
         CEILING: lambda: train.memory_batches(columns, model_config),
-        TRAINER_INPUT: lambda: train.train_input(
-            files, accessor, tft_output, model_config),
+        TRAINER_INPUT: lambda: train.train_input(files, tft_output, model_config),
         'Trainer, streamed from the files (model.in_memory_max_rows=0)': lambda: train.input_fn(
-            files, accessor, tft_output, model_config.batch_size, model_config.seed),
+            files, tft_output, model_config.batch_size, model_config.seed),
     }
     result = {}
     for name, make_batches in inputs.items():
