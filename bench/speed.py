@@ -45,9 +45,16 @@ SERVING_BATCHES = (1, 64, 512)
 SERVING_CALLS = {1: 400, 64: 200, 512: 60}
 CEILING = 'ceiling: the same examples already in memory'
 TRAINER_INPUT = 'Trainer, default: read into memory once (read time included)'
-MULTI_PROCESSING = ('--direct_running_mode=multi_processing',
-                    f'--direct_num_workers={os.cpu_count()}')
-MULTI_PROCESSING_COMPONENTS = ('CsvExampleGen', 'StatisticsGen', 'Transform')
+# Beam runners other than the default in-process DirectRunner, run up to the Transform: the
+# multi-processing DirectRunner, and the portable runner with Beam's embedded job server (the
+# Runner API and SDK harness path of a Flink or Spark job server).
+BEAM_VARIANTS = {
+    f'multi-processing DirectRunner, {os.cpu_count()} workers': (
+        '--direct_running_mode=multi_processing', f'--direct_num_workers={os.cpu_count()}'),
+    'PortableRunner, embedded job server, LOOPBACK': (
+        '--runner=PortableRunner', '--job_endpoint=embed', '--environment_type=LOOPBACK'),
+}
+BEAM_COMPONENTS = ('CsvExampleGen', 'StatisticsGen', 'Transform')
 
 # Targets of issue 7.
 MAX_PIPELINE_RATIO = 3.0
@@ -152,15 +159,16 @@ def run_size(rows: int, epochs: int, work_dir: str) -> Dict:
             'config': config}
 
 
-def multi_processing_transform(size: Dict, work_dir: str) -> Dict:
-    """The pipeline of run_size's `size` up to the Transform, with Beam's multi-processing
-    DirectRunner."""
-    rows, config = size['rows'], size['config']
-    env = pipeline_env(config.data_root, os.path.join(work_dir, f'multi-{rows}'),
-                       config.model.train_steps, MULTI_PROCESSING)
-    logging.info('%d rows: the pipeline up to the Transform, %s...', rows, MULTI_PROCESSING)
+def beam_variant_to_transform(size: Dict, work_dir: str, name: str) -> Dict:
+    """The pipeline of run_size's `size` up to the Transform, with the Beam runner
+    BEAM_VARIANTS[name]."""
+    rows, config, beam_args = size['rows'], size['config'], BEAM_VARIANTS[name]
+    folder = f'beam-{list(BEAM_VARIANTS).index(name)}-{rows}'
+    env = pipeline_env(config.data_root, os.path.join(work_dir, folder),
+                       config.model.train_steps, beam_args)
+    logging.info('%d rows: the pipeline up to the Transform, %s...', rows, ' '.join(beam_args))
     run = timed_process([sys.executable, '-m', 'bench.speed', '--to-transform'], env,
-                        os.path.join(work_dir, f'multi-{rows}.log'))
+                        os.path.join(work_dir, f'{folder}.log'))
     run['components'] = run_summary(load_config(env))['components']
     return run
 
@@ -197,23 +205,18 @@ def input_throughput(config) -> Dict[str, float]:
     examples already in memory (the ceiling)."""
     import tensorflow as tf
     import tensorflow_transform as tft
-    from tfx_bsl.public import tfxio
 
     from trainer import train
 
     model_config, spec = config.model, config.feature_spec()
     tft_output = tft.TFTransformOutput(output_uri(config, 'Transform', 'transform_graph'))
     files = [os.path.join(output_uri(config, 'Transform', 'transformed_examples', 'train'), '*')]
-    accessor = argparse.Namespace(tf_dataset_factory=lambda pattern, options, schema:
-                                  tfxio.TFExampleRecord(pattern, schema=schema)
-                                  .TensorFlowDataset(options))
     columns = train.load_columns(files, tft_output, model_config.in_memory_max_rows)
     inputs = {
         CEILING: lambda: train.memory_batches(columns, model_config),
-        TRAINER_INPUT: lambda: train.train_input(
-            files, accessor, tft_output, model_config),
+        TRAINER_INPUT: lambda: train.train_input(files, tft_output, model_config),
         'Trainer, streamed from the files (model.in_memory_max_rows=0)': lambda: train.input_fn(
-            files, accessor, tft_output, model_config.batch_size, model_config.seed),
+            files, tft_output, model_config.batch_size, model_config.seed),
     }
     result = {}
     for name, make_batches in inputs.items():
@@ -328,17 +331,21 @@ def scale_table(sizes: List[Dict], rows_per_day: float = 1e9) -> List[str]:
     return lines
 
 
-def transform_table(size: Dict, multi: Dict) -> List[str]:
-    lines = ['| component | rows/s, in-process DirectRunner | rows/s, multi-processing, '
-             f'{os.cpu_count()} workers | multi / in-process |', '|---' * 4 + '|']
-    for component in MULTI_PROCESSING_COMPONENTS:
+def beam_table(size: Dict, variants: Dict[str, Dict]) -> List[str]:
+    """Rows/s of each Beam component per runner, and each runner's speed over the default's."""
+    lines = ['| component | Beam runner | rows/s | / in-process DirectRunner |', '|---' * 4 + '|']
+    for component in BEAM_COMPONENTS:
         single = size['pipeline']['components'].get(component)
-        parallel = multi['components'].get(component)
-        if single and parallel:
-            lines.append(f'| {component} | {size["rows"] / single:,.0f} | '
-                         f'{size["rows"] / parallel:,.0f} | {single / parallel:.2f} |')
-    return lines + ['', f'Peak memory of the multi-processing run up to the Transform: '
-                    f'{multi["peak_gb"]:.2f} GB.']
+        if single:
+            lines.append(f'| {component} | in-process DirectRunner (default) | '
+                         f'{size["rows"] / single:,.0f} | 1.00 |')
+        for name, run in variants.items():
+            seconds = run['components'].get(component)
+            if single and seconds:
+                lines.append(f'| {component} | {name} | {size["rows"] / seconds:,.0f} | '
+                             f'{single / seconds:.2f} |')
+    return lines + [''] + [f'Peak memory up to the Transform, {name}: {run["peak_gb"]:.2f} GB.'
+                           for name, run in variants.items()]
 
 
 def serving_table(serving: Dict[int, Dict[str, float]]) -> List[str]:
@@ -376,7 +383,7 @@ def target_lines(sizes: List[Dict], throughput: Dict, serving: Dict) -> List[str
     return lines
 
 
-def report(sizes: List[Dict], multi: Dict, throughput: Dict, serving: Dict, args,
+def report(sizes: List[Dict], variants: Dict[str, Dict], throughput: Dict, serving: Dict, args,
            elapsed: float) -> str:
     largest = sizes[-1]
     config = largest['config']
@@ -409,9 +416,11 @@ def report(sizes: List[Dict], multi: Dict, throughput: Dict, serving: Dict, args
         '| input | examples/s | / ceiling |', '|---|---|---|'] + [
         f'| {name} | {value:,.0f} | {value / throughput[CEILING]:.2f} |'
         for name, value in throughput.items()] + [
-        '', f'## Beam components, {largest["rows"]:,} rows: in-process vs multi-processing', '',
-        'Rows/s = rows of the data set / the component\'s seconds.', '']
-        + transform_table(largest, multi) + [
+        '', f'## Beam components, {largest["rows"]:,} rows, per Beam runner', '',
+        'Rows/s = rows of the data set / the component\'s seconds. The portable runner sends the '
+        'Beam pipeline through the Runner API to an embedded job server, whose SDK harness runs '
+        'in the same process (LOOPBACK): the path of a Flink or Spark job server, without their '
+        'cluster.', ''] + beam_table(largest, variants) + [
         '', f'## Serving latency, model of the {largest["rows"]:,}-row run', '',
         'serving_default (serialized tf.Examples in, the Transform graph inside) against the bare '
         'Keras model on already-transformed tensors (a tf.function), called alternately in one '
@@ -442,8 +451,9 @@ def main(argv: Optional[List[str]] = None) -> str:
         config = sizes[-1]['config']
         throughput = input_throughput(config)
         serving = serving_latency(config)
-        multi = multi_processing_transform(sizes[-1], work_dir)
-    text = report(sizes, multi, throughput, serving, args, time.time() - start)
+        variants = {name: beam_variant_to_transform(sizes[-1], work_dir, name)
+                    for name in BEAM_VARIANTS}
+    text = report(sizes, variants, throughput, serving, args, time.time() - start)
     results_file.write(args.out, text)
     print(text)
     return text

@@ -285,15 +285,6 @@ def write_transformed_examples(rows, tft_output, path):
                 features=tf.train.Features(feature=feature)).SerializeToString())
 
 
-def tfrecord_data_accessor():
-    """What the TFX Trainer's DataAccessor does with transformed tf.Examples."""
-    from tfx_bsl.public import tfxio
-
-    return types.SimpleNamespace(
-        tf_dataset_factory=lambda files, options, schema: tfxio.TFExampleRecord(
-            files, schema=schema).TensorFlowDataset(options))
-
-
 # --- Reliability figures (make reliability) -----------------------------------------------------
 
 RELIABILITY_OUTCOMES = {'stopped': 'bad data stopped', 'handled': 'bad data handled by design',

@@ -110,12 +110,15 @@ def test_the_report_renders_every_section():
                 'config': load_config()}
 
     sizes = [size(100_000, 20.0), size(1_000_000, 110.0)]  # Transform: 100 s per 1M more rows
-    multi = {'seconds': 60.0, 'peak_gb': 3.0,
-             'components': {'CsvExampleGen': 2.5, 'StatisticsGen': 1.0, 'Transform': 55.0}}
+    multi, portable = list(speed.BEAM_VARIANTS)
+    variants = {multi: {'seconds': 60.0, 'peak_gb': 3.0, 'components': {
+                    'CsvExampleGen': 2.5, 'StatisticsGen': 1.0, 'Transform': 55.0}},
+                portable: {'seconds': 150.0, 'peak_gb': 2.5, 'components': {
+                    'CsvExampleGen': 10.0, 'StatisticsGen': 4.0, 'Transform': 220.0}}}
     throughput = {speed.CEILING: 100_000.0, speed.TRAINER_INPUT: 85_000.0}
     serving = {batch: {'signature p50': 2.0, 'signature p99': 3.0, 'bare model p50': 1.0,
                        'bare model p99': 2.0} for batch in speed.SERVING_BATCHES}
-    text = speed.report(sizes, multi, throughput, serving,
+    text = speed.report(sizes, variants, throughput, serving,
                         argparse.Namespace(command='python -m bench.speed', epochs=2), 60.0)
     for heading in ('## Whole pipeline vs plain script', '## Seconds per component',
                     '## Per-row cost, scaled to 1 billion impressions a day',
@@ -124,5 +127,9 @@ def test_the_report_renders_every_section():
         assert heading in text
     # 100 core-seconds per 1M rows -> 100,000 s = 28 core-hours for 1e9 rows.
     assert '| Transform | 1 | 100 | 28 | 28 |' in text
-    assert '| Transform | 9,091 | 18,182 | 2.00 |' in text  # rows/s in-process, 2 workers, ratio
+    # Rows/s of the Transform (1M rows) per runner, and the ratio to the in-process runner.
+    assert '| Transform | in-process DirectRunner (default) | 9,091 | 1.00 |' in text
+    assert f'| Transform | {multi} | 18,182 | 2.00 |' in text
+    assert f'| Transform | {portable} | 4,545 | 0.50 |' in text
+    assert f'Peak memory up to the Transform, {portable}: 2.50 GB.' in text
     assert '| 64 | 2.00 | 3.00 | 1.00 | 2.00 | 2.00 |' in text

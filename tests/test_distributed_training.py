@@ -30,14 +30,14 @@ def _train_on_two_cpus(transform_fn_dir: str, examples: str, raw_rows: str,
 
     import tensorflow_transform as tft
 
-    from conftest import SPEC, tfrecord_data_accessor
+    from conftest import SPEC
     from pipeline.config import ModelConfig
     from trainer import export, features, train
 
     config = ModelConfig(num_experts=2, expert_units=(8,), tower_units=(4,), max_embedding_dim=4,
                          dense_projection_dim=4, batch_size=16, learning_rate=0.01, seed=0)
     tft_output = tft.TFTransformOutput(transform_fn_dir)
-    data = train.train_input([examples], tfrecord_data_accessor(), tft_output, config)
+    data = train.train_input([examples], tft_output, config)
 
     tf.keras.utils.set_random_seed(config.seed)
     strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])

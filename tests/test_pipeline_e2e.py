@@ -5,7 +5,10 @@ reuse the cached steps and evaluate against the model the first one blessed (the
 is made from its evaluation); the third trains a
 deliberately worse candidate, which must be neither blessed nor pushed. A fourth run, in its own
 folder, is killed in the middle of the Trainer and resumed: it must reuse what had finished,
-push, and reach the first run's metrics (same seed and data).
+push, and reach the first run's metrics (same seed and data). That run's Beam steps go through
+Beam's portability layer (PORTABLE_RUNNER: the embedded job server, the Runner API protos and
+the SDK harness a Flink or Spark job server would run), so its metrics matching the first run's
+(DirectRunner) also show that the portable runner computes the same thing.
 """
 
 import hashlib
@@ -43,6 +46,8 @@ SETTINGS = {'FUNNEL_MODEL_TRAIN_STEPS': '200', 'FUNNEL_MODEL_STEPS_PER_VALIDATIO
             'FUNNEL_EVALUATION_MIN_CONVERSION_AUC': '0.0', 'FUNNEL_EVALUATION_MIN_CVR_AUC': '0.0',
             'FUNNEL_EVALUATION_MIN_CALIBRATION': '0.25',
             'FUNNEL_EVALUATION_MAX_CALIBRATION': '4.0'}
+# Beam's PortableRunner with its embedded job server; LOOPBACK runs the SDK harness in this process.
+PORTABLE_RUNNER = '--runner=PortableRunner,--job_endpoint=embed,--environment_type=LOOPBACK'
 # A candidate whose learning rate is 20,000 times too small: it barely leaves its random start.
 WORSE_CANDIDATE = {'FUNNEL_MODEL_LEARNING_RATE': '1e-7'}
 # Two trainings with the same seed and data: largest AUC difference allowed per task.
@@ -99,7 +104,7 @@ def resumed_run(root):
     """`python -m pipeline.local_runner` on the first run's data and settings in a fresh folder,
     SIGKILLed once its Trainer has started training; then the same run again, in this process.
     Returns the killed run's summary, the resumed run's summary and the config."""
-    settings = _settings(root, outputs='killed')
+    settings = _settings(root, outputs='killed', FUNNEL_BEAM_PIPELINE_ARGS=PORTABLE_RUNNER)
     config = load_config(env=settings)
     os.makedirs(config.output_root)
     log_path = os.path.join(config.output_root, 'killed_run.log')
@@ -269,6 +274,8 @@ def test_killed_run_resumes_from_cache_and_pushes(resumed_run, reliability):
     reuses every step that had finished (MLMD state CACHED), trains, and pushes one complete
     version; the serving folder holds nothing else."""
     killed, resumed, config = resumed_run
+    # The killed run's Beam steps went through the portable runner's job service.
+    assert 'Job state changed to DONE' in Path(config.output_root, 'killed_run.log').read_text()
     killed_states = _states(killed)
     assert killed_states['Trainer'] == 'RUNNING' and 'Pusher' not in killed_states
     states = _states(resumed)

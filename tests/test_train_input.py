@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conftest import tfrecord_data_accessor, write_transformed_examples
+from conftest import write_transformed_examples
 from pipeline.config import ModelConfig
 from trainer import features, train
 
@@ -44,6 +44,15 @@ def _epoch(dataset, rows: int) -> dict:
     return columns
 
 
+def test_one_pass_parses_every_row_in_file_order(transform_run, rows, examples):
+    batches = list(train.parsed_batches([examples], transform_run.tft_output, BATCH)
+                   .as_numpy_iterator())
+    assert [len(batch[features.CLICK_LABEL]) for batch in batches] == [BATCH] * len(batches)
+    for name in transform_run.tft_output.transformed_feature_spec():
+        np.testing.assert_allclose(np.concatenate([batch[name] for batch in batches]),
+                                   [row[name] for row in rows], err_msg=name)
+
+
 def test_load_columns_reads_every_row(transform_run, rows, examples):
     columns = train.load_columns([examples], transform_run.tft_output, max_rows=10_000)
     expected = rows
@@ -61,8 +70,7 @@ def test_load_columns_gives_up_above_max_rows(transform_run, rows, examples):
 
 def test_in_memory_epochs_hold_every_row_once_in_a_new_order(transform_run, rows, examples):
     config = ModelConfig(batch_size=BATCH, seed=0)
-    dataset = train.train_input([examples], tfrecord_data_accessor(), transform_run.tft_output,
-                                config)
+    dataset = train.train_input([examples], transform_run.tft_output, config)
     first = _epoch(dataset, len(rows))
     second = _epoch(dataset.skip(len(rows) // BATCH), len(rows))
     loaded = train.load_columns([examples], transform_run.tft_output, max_rows=10_000)
@@ -72,9 +80,9 @@ def test_in_memory_epochs_hold_every_row_once_in_a_new_order(transform_run, rows
 
 def test_streamed_and_in_memory_inputs_have_the_same_structure(transform_run, examples):
     config = ModelConfig(batch_size=BATCH, seed=0)
-    accessor, output = tfrecord_data_accessor(), transform_run.tft_output
-    in_memory = next(iter(train.train_input([examples], accessor, output, config)))
-    streamed = next(iter(train.train_input([examples], accessor, output,
+    output = transform_run.tft_output
+    in_memory = next(iter(train.train_input([examples], output, config)))
+    streamed = next(iter(train.train_input([examples], output,
                                            dataclasses.replace(config, in_memory_max_rows=0))))
     for memory_part, streamed_part in zip(in_memory, streamed):
         assert set(memory_part) == set(streamed_part)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import RAW_LABELS, SPEC, tfrecord_data_accessor, write_transformed_examples
+from conftest import RAW_LABELS, SPEC, write_transformed_examples
 from pipeline.config import ModelConfig
 from trainer import features, train
 
@@ -39,7 +39,7 @@ def test_run_fn_trains_and_exports(transform_run, examples, tmp_path, changes):
     fn_args = types.SimpleNamespace(
         custom_config={'model': dataclasses.asdict(config), 'features': SPEC.to_dict()},
         transform_output=transform_run.transform_fn_dir,
-        train_files=[examples], eval_files=[examples], data_accessor=tfrecord_data_accessor(),
+        train_files=[examples], eval_files=[examples],
         train_steps=config.train_steps, eval_steps=config.eval_steps,
         model_run_dir=str(tmp_path / 'model_run'), serving_model_dir=str(tmp_path / 'model'),
         base_model=None)
