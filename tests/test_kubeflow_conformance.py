@@ -37,6 +37,9 @@ SETTINGS = {
     # Tiny data: judge the mechanics (a push, a comparison), not the model.
     'FUNNEL_EVALUATION_MIN_CLICK_AUC': '0.0', 'FUNNEL_EVALUATION_MIN_CONVERSION_AUC': '0.0',
     'FUNNEL_EVALUATION_MIN_CVR_AUC': '0.0', 'FUNNEL_EVALUATION_MAX_AUC_REGRESSION': '1.0',
+    # About one conversion per split and day: too few to fit or judge a calibration
+    # (tests/test_pipeline_e2e.py does, on more rows).
+    'FUNNEL_MODEL_CALIBRATION': 'false', 'FUNNEL_EVALUATION_GATE_CALIBRATION': 'false',
 }
 
 

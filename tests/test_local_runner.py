@@ -2,6 +2,8 @@
 
 import logging
 import os
+import sys
+from unittest import mock
 
 import pytest
 
@@ -17,7 +19,9 @@ def outputs(tmp_path, monkeypatch):
 
 
 def _run_main(caplog) -> tuple:
-    with caplog.at_level(logging.ERROR):
+    """local_runner.main() as `python -m pipeline.local_runner` runs it: with a bare command line
+    (ExampleGen's Beam executor parses sys.argv with absl, and must not see pytest's flags)."""
+    with caplog.at_level(logging.ERROR), mock.patch.object(sys, 'argv', sys.argv[:1]):
         code = local_runner.main()
     return code, ' '.join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
 
