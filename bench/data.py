@@ -82,7 +82,7 @@ def analyze(train_csv: str, transform_dir: str) -> None:
     source = tfxio.CsvTFXIO(train_csv, column_names=columns, schema=schema, skip_header_lines=1)
     fn = functools.partial(preprocessing_fn,
                            custom_config={'vocabulary': dataclasses.asdict(config.vocabulary),
-                                          'features': config.feature_spec().to_dict()})
+                                          'features': config.feature_spec.to_dict()})
     with beam.Pipeline(argv=list(config.beam_pipeline_args)) as pipeline:
         with tft_beam.Context(temp_dir=os.path.join(transform_dir, 'tmp')):
             transform_fn = ((pipeline | source.BeamSource(), source.TensorAdapterConfig())
@@ -116,7 +116,7 @@ def model_inputs(tft_output, max_embedding_dim: int) -> dict:
     from trainer.model import embedding_dim
     from trainer.train import model_inputs as trainer_model_inputs
 
-    vocab_sizes, dense = trainer_model_inputs(tft_output, load_config().feature_spec())
+    vocab_sizes, dense = trainer_model_inputs(tft_output, load_config().feature_spec)
     return {'vocab_sizes': vocab_sizes, 'dense': dense,
             'embedding_dims': {name: embedding_dim(size, max_embedding_dim)
                                for name, size in vocab_sizes.items()},

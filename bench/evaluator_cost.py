@@ -71,7 +71,7 @@ def main():
             for record in tf.data.TFRecordDataset(eval_files, 'GZIP').take(args.rows):
                 writer.write(record.numpy())
         for name, change in VARIANTS.items():
-            eval_config = make_eval_config(config.evaluation, config.feature_spec())
+            eval_config = make_eval_config(config.evaluation, config.feature_spec)
             for spec in eval_config.metrics_specs:
                 for metric in spec.metrics:
                     del metric.per_slice_thresholds[:]

@@ -34,7 +34,7 @@ import numpy as np
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 import tensorflow as tf  # noqa: E402
 
-from trainer import layers  # noqa: E402
+from trainer import blocks, mmoe  # noqa: E402
 
 ARCHITECTURES = ('shared_bottom', 'omoe', 'mmoe')
 LABELS = {'shared_bottom': 'shared-bottom', 'omoe': 'OMoE', 'mmoe': 'MMoE'}
@@ -107,16 +107,16 @@ def build_model(architecture: str, settings: Settings) -> tf.keras.Model:
     """x [batch, d] -> {y1, y2}, each [batch, 1], with the body of `architecture`."""
     x = tf.keras.Input(shape=(settings.dim,), name='x')
     if architecture == 'shared_bottom':
-        bottom = layers.MLP([settings.experts * settings.expert_units], name='shared_bottom')(x)
+        bottom = blocks.MLP([settings.experts * settings.expert_units], name='shared_bottom')(x)
         task_inputs = [bottom, bottom]
     elif architecture in ('omoe', 'mmoe'):
         gates = len(TASKS) if architecture == 'mmoe' else 1
-        task_inputs = layers.MixtureOfExperts(settings.experts, [settings.expert_units],
+        task_inputs = mmoe.MixtureOfExperts(settings.experts, [settings.expert_units],
                                               num_tasks=gates, name=architecture)(x)
         task_inputs = task_inputs * (len(TASKS) // gates)
     else:
         raise ValueError(f'Unknown architecture {architecture!r}; one of {ARCHITECTURES}.')
-    outputs = {task: layers.Tower([settings.tower_units], activation=None, name=task)(inputs)
+    outputs = {task: blocks.Tower([settings.tower_units], activation=None, name=task)(inputs)
                for task, inputs in zip(TASKS, task_inputs)}
     return tf.keras.Model(x, outputs, name=architecture)
 

@@ -92,11 +92,11 @@ def run(data_dir: str, train_steps: int, model_dir: str) -> Dict:
 
     from bench import shared
     from trainer import in_memory
-    from trainer import losses
+    from trainer import labels
     from trainer import model as model_lib
 
     config = load_config()
-    spec, model_config = config.feature_spec(), config.model
+    spec, model_config = config.feature_spec, config.model
     tf.keras.utils.set_random_seed(model_config.seed)
     seconds, start = {}, time.perf_counter()
 
@@ -123,7 +123,7 @@ def run(data_dir: str, train_steps: int, model_dir: str) -> Dict:
     rows = len(train_frame)
     epochs = -(-train_steps * model_config.batch_size // rows)
     batches = (in_memory.epoch_batches(train, model_config.batch_size, model_config.seed)
-               .repeat(epochs).take(train_steps).map(losses.split_labels))
+               .repeat(epochs).take(train_steps).map(labels.split_labels))
     model.fit(batches, verbose=0)
     lap('train')
     predictions = shared.predict(model, test)

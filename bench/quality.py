@@ -35,9 +35,10 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from bench import data, results_file, shared, tradeoffs
-from pipeline.config import (ARCHITECTURES, LOSSES, REPO_ROOT, SCHEDULES, TASK_WEIGHTINGS,
-                             USER_ITEM_INTERACTIONS, ConfigError, load_config)
+from pipeline.config import REPO_ROOT, load_config
 from trainer import features
+from trainer.config import (ARCHITECTURES, LOSSES, SCHEDULES, TASK_WEIGHTINGS,
+                            USER_ITEM_INTERACTIONS, ConfigError)
 
 # Project systems: ModelConfig overrides (every architecture with ESMM, every loss with MMoE and
 # with the single-task networks, the learnt task weightings). --architecture etc. add a custom one.
@@ -117,7 +118,7 @@ def scores(predictions: Dict[str, np.ndarray], test: Dict[str, np.ndarray],
 
 def slice_rows(test: Dict[str, np.ndarray]) -> List[np.ndarray]:
     """Row masks of every value of the feature spec's slice columns (the Evaluator's slices)."""
-    return [test[column] == value for column in load_config().feature_spec().slices
+    return [test[column] == value for column in load_config().feature_spec.slices
             for value in np.unique(test[column])]
 
 
@@ -142,7 +143,7 @@ def train_project(config, data_dir: str, epochs: int) -> Dict[str, np.ndarray]:
     tf.keras.utils.set_random_seed(config.seed)
     model = build_compiled_model(config, tft.TFTransformOutput(os.path.join(data_dir,
                                                                             'transform_fn')),
-                                 load_config().feature_spec())
+                                 load_config().feature_spec)
     batches = epoch_batches(shared.load(data_dir, 'train'), config.batch_size,
                                    config.seed).map(split_labels)
     examples_per_s = shared.fit(model, batches, epochs, config.batch_size)
@@ -476,7 +477,7 @@ def custom_system(args) -> Dict[str, dict]:
         return {}
     config = _config(changes)
     if config.entity_experts:
-        spec = load_config().feature_spec()
+        spec = load_config().feature_spec
         features.entity_inputs(spec.input_entities, spec.categorical_names + spec.dense_names,
                                source=load_config().feature_spec_path)
     n = config.entity_experts

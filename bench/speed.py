@@ -208,7 +208,7 @@ def input_throughput(config) -> Dict[str, float]:
 
     from trainer import train
 
-    model_config, spec = config.model, config.feature_spec()
+    model_config, spec = config.model, config.feature_spec
     tft_output = tft.TFTransformOutput(output_uri(config, 'Transform', 'transform_graph'))
     files = [os.path.join(output_uri(config, 'Transform', 'transformed_examples', 'train'), '*')]
     columns = train.load_columns(files, tft_output, model_config.in_memory_max_rows)
@@ -240,7 +240,7 @@ def serving_latency(config) -> Dict[int, Dict[str, float]]:
     import tensorflow_transform as tft
 
     from trainer import features
-    from trainer import layers, losses  # noqa: F401 (registers the custom layers for loading)
+    import trainer.model  # noqa: F401 (registers the custom layers for loading)
     from trainer.export import serving_feature_spec
 
     model_dir = os.path.join(output_uri(config, 'Trainer', 'model'), 'Format-Serving')
@@ -249,7 +249,7 @@ def serving_latency(config) -> Dict[int, Dict[str, float]]:
     model = tf.keras.models.load_model(model_dir)
     bare = tf.function(lambda inputs: model(inputs, training=False))
     raw_spec = serving_feature_spec(tft.TFTransformOutput(
-        output_uri(config, 'Transform', 'transform_graph')), config.feature_spec())
+        output_uri(config, 'Transform', 'transform_graph')), config.feature_spec)
     eval_files = glob.glob(os.path.join(output_uri(config, 'CsvExampleGen', 'examples', 'eval'),
                                         '*'))
     serialized = [record.numpy() for record in tf.data.TFRecordDataset(

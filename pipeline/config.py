@@ -1,6 +1,7 @@
 """The pipeline's one typed configuration: paths, Beam, Transform, model and blessing settings.
 
-Defaults live here. Any field can be overridden from the environment, which is how the Makefile,
+The sections the Transform and Trainer read (vocabulary, model) are defined with the trainer, in
+trainer/config.py; this module composes them with the pipeline's own. Any field can be overridden from the environment, which is how the Makefile,
 the TFX CLI and Kubeflow pass settings without editing code:
 
     FUNNEL_<FIELD>            top-level fields, e.g. FUNNEL_DATA_ROOT=/data/logs
@@ -12,136 +13,17 @@ silently ignored.
 """
 
 import dataclasses
+import functools
 import os
 import re
 import typing
 from typing import Mapping, Optional, Tuple
 
 from trainer import features
+from trainer.config import ENV_PREFIX, ConfigError, ModelConfig, VocabularyConfig, require
 
 SPAN = '{SPAN}'  # TFX ExampleGen's span placeholder
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV_PREFIX = 'FUNNEL_'
-
-
-class ConfigError(ValueError):
-    """A setting is malformed; the message names it and says how to fix it."""
-
-
-@dataclasses.dataclass(frozen=True)
-class VocabularyConfig:
-    """How categorical ids become vocabulary ids (tft.compute_and_apply_vocabulary)."""
-    top_k: int = 100_000               # keep at most this many ids per feature
-    frequency_threshold: int = 3       # rarer ids share the OOV buckets
-    num_oov_buckets: int = 10          # hashed buckets for rare and never-seen ids
-
-    def validate(self):
-        _require(self.top_k > 0, 'vocabulary.top_k', self.top_k, 'must be > 0')
-        _require(self.frequency_threshold >= 1, 'vocabulary.frequency_threshold',
-                 self.frequency_threshold, 'must be >= 1')
-        _require(self.num_oov_buckets >= 1, 'vocabulary.num_oov_buckets', self.num_oov_buckets,
-                 'must be >= 1 so that unseen ids are safe at serving time')
-
-
-# Allowed values of ModelConfig's choices (trainer/model.py and trainer/losses.py describe them).
-ARCHITECTURES = ('mmoe', 'shared_bottom', 'ple', 'single_task', 'cross_stitch', 'aitm')
-LOSSES = ('esmm', 'naive', 'monotonic')
-TASK_WEIGHTINGS = ('static', 'uncertainty', 'gradnorm')
-SCHEDULES = ('joint', 'alternating', 'curriculum')
-USER_ITEM_INTERACTIONS = ('none', 'product')
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Architecture and training of the multi-task model (read by trainer/train.py)."""
-    architecture: str = 'mmoe'         # one of ARCHITECTURES
-    num_experts: int = 4               # mmoe: shared experts
-    entity_experts: int = 0            # mmoe: experts per entity (user, item) that see only that
-    #                                    side's features (the feature spec's `entity` marks); 0: none
-    ple_levels: int = 2                # ple: extraction levels (1 level is CGC)
-    experts_per_task: int = 1          # ple: task-specific experts per task and level
-    shared_experts: int = 2            # ple: shared experts per level
-    expert_units: Tuple[int, ...] = (64, 32)  # every expert, the shared and single-task bottoms,
-    #                                          the cross-stitch columns and AITM's task layers
-    tower_units: Tuple[int, ...] = (32,)
-    gate_temperature: float = 1.0      # < 1 sharpens the gates' softmax, > 1 flattens it
-    max_embedding_dim: int = 16        # embedding dim = min(this, 6 * vocab_size ** 0.25)
-    dense_projection_dim: int = 16     # learnt linear projection of the dense features
-    embedding_l2: float = 1e-4         # L2 penalty on embeddings: rare ids overfit without it
-    dropout: float = 0.0
-    learning_rate: float = 2e-3
-    batch_size: int = 1024
-    train_steps: int = 1500
-    eval_steps: int = 50               # batches of the eval split per validation
-    steps_per_validation: int = 250    # early stopping checks the eval loss this often
-    early_stopping_patience: int = 2   # validations without improvement before stopping
-    warm_start: bool = False           # start from the latest blessed model where it fits
-    # Train from memory when the transformed train split has at most this many rows (65 bytes
-    # each with the simulator's columns): parsed once, not every epoch. 0: always stream.
-    in_memory_max_rows: int = 10_000_000
-    loss: str = 'esmm'                 # one of LOSSES
-    monotonic_penalty_weight: float = 1.0  # loss 'monotonic' and AITM's calibrator: weight of
-    #                                        the funnel-order penalty
-    task_weighting: str = 'static'     # one of TASK_WEIGHTINGS; 'static' uses the weights below
-    click_loss_weight: float = 1.0
-    conversion_loss_weight: float = 1.0
-    gradnorm_alpha: float = 1.5        # gradnorm: how strongly slow tasks are pushed (paper: 1.5)
-    schedule: str = 'joint'            # one of SCHEDULES: which task losses train each step
-    curriculum_click_steps: int = 250  # curriculum: steps on the click loss alone, then the
-    curriculum_ramp_steps: int = 250   # conversion loss's weight rises linearly to 1 over these
-    seed: int = 42
-    # Learned interactions before the body, for every architecture (trainer/interactions.py).
-    user_item_interaction: str = 'none'  # one of USER_ITEM_INTERACTIONS: 'product' multiplies
-    #                                      the user side's and the item side's projections
-    interaction_dim: int = 16          # 'product': width of each side's projection
-    cross_layers: int = 0              # DCN-v2 cross layers over all input features; 0: none
-    # Fit a calibration of p_click and p_cvr on the validation split after training and ship it
-    # in the SavedModel (trainer/calibration.py).
-    calibration: bool = True
-
-    def validate(self):
-        for name, allowed in (('architecture', ARCHITECTURES), ('loss', LOSSES),
-                              ('task_weighting', TASK_WEIGHTINGS), ('schedule', SCHEDULES),
-                              ('user_item_interaction', USER_ITEM_INTERACTIONS)):
-            _require(getattr(self, name) in allowed, f'model.{name}', getattr(self, name),
-                     'must be one of ' + ', '.join(map(repr, allowed)))
-        _require(self.architecture != 'aitm' or self.loss != 'naive', 'model.loss', self.loss,
-                 "cannot train AITM, which predicts p_conversion directly (p_cvr is a ratio); "
-                 "use 'esmm' or 'monotonic', which are the same for AITM")
-        _require(self.task_weighting != 'gradnorm' or self.architecture != 'single_task',
-                 'model.task_weighting', self.task_weighting,
-                 "needs a layer the tasks share; architecture 'single_task' has none")
-        _require(self.schedule == 'joint' or self.task_weighting == 'static', 'model.schedule',
-                 self.schedule, f"needs task_weighting 'static': task_weighting "
-                 f"{self.task_weighting!r} learns its task weights from every task's loss at "
-                 "every step")
-        _require(self.entity_experts >= 0, 'model.entity_experts', self.entity_experts,
-                 'must be >= 0')
-        _require(self.entity_experts == 0 or self.architecture == 'mmoe', 'model.entity_experts',
-                 self.entity_experts, f"needs architecture 'mmoe' (not {self.architecture!r}): "
-                 'the entity-specific experts sit next to its shared experts')
-        for name in ('num_experts', 'ple_levels', 'experts_per_task', 'shared_experts',
-                     'max_embedding_dim', 'dense_projection_dim', 'batch_size',
-                     'train_steps', 'eval_steps', 'steps_per_validation', 'interaction_dim',
-                     'early_stopping_patience', 'curriculum_ramp_steps'):
-            _require(getattr(self, name) > 0, f'model.{name}', getattr(self, name), 'must be > 0')
-        for name in ('expert_units', 'tower_units'):
-            units = getattr(self, name)
-            _require(len(units) > 0 and all(u > 0 for u in units), f'model.{name}', units,
-                     'must be a non-empty list of positive layer widths')
-        _require(self.cross_layers >= 0, 'model.cross_layers', self.cross_layers, 'must be >= 0')
-        _require(self.gate_temperature > 0, 'model.gate_temperature', self.gate_temperature,
-                 'must be > 0')
-        _require(0.0 <= self.dropout < 1.0, 'model.dropout', self.dropout, 'must be in [0, 1)')
-        _require(self.embedding_l2 >= 0, 'model.embedding_l2', self.embedding_l2, 'must be >= 0')
-        _require(self.in_memory_max_rows >= 0, 'model.in_memory_max_rows',
-                 self.in_memory_max_rows, 'must be >= 0')
-        _require(self.learning_rate > 0, 'model.learning_rate', self.learning_rate, 'must be > 0')
-        _require(0 <= self.seed < 2**32, 'model.seed', self.seed, 'must be in [0, 2**32)')
-        for name in ('click_loss_weight', 'conversion_loss_weight', 'monotonic_penalty_weight',
-                     'gradnorm_alpha', 'curriculum_click_steps'):
-            _require(getattr(self, name) >= 0, f'model.{name}', getattr(self, name),
-                     'must be >= 0')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,15 +46,15 @@ class EvaluationConfig:
 
     def validate(self):
         for name in ('min_click_auc', 'min_conversion_auc', 'min_cvr_auc'):
-            _require(0.0 <= getattr(self, name) <= 1.0, f'evaluation.{name}',
-                     getattr(self, name), 'must be in [0, 1]')
-        _require(self.max_auc_regression >= 0, 'evaluation.max_auc_regression',
-                 self.max_auc_regression, 'must be >= 0')
-        _require(0 < self.min_calibration <= 1 <= self.max_calibration,
-                 'evaluation.min_calibration', (self.min_calibration, self.max_calibration),
-                 'and evaluation.max_calibration must satisfy 0 < min <= 1 <= max')
-        _require(self.calibration_plot_buckets >= 1, 'evaluation.calibration_plot_buckets',
-                 self.calibration_plot_buckets, 'must be >= 1')
+            require(0.0 <= getattr(self, name) <= 1.0, f'evaluation.{name}',
+                    getattr(self, name), 'must be in [0, 1]')
+        require(self.max_auc_regression >= 0, 'evaluation.max_auc_regression',
+                self.max_auc_regression, 'must be >= 0')
+        require(0 < self.min_calibration <= 1 <= self.max_calibration,
+                'evaluation.min_calibration', (self.min_calibration, self.max_calibration),
+                'and evaluation.max_calibration must satisfy 0 < min <= 1 <= max')
+        require(self.calibration_plot_buckets >= 1, 'evaluation.calibration_plot_buckets',
+                self.calibration_plot_buckets, 'must be >= 1')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,16 +75,16 @@ class KubeflowConfig:
 
     def validate(self):
         for name in ('image', 'output_root', 'data_root'):
-            _require(bool(getattr(self, name)), f'kubeflow.{name}', getattr(self, name),
-                     'must not be empty')
-        _require(self.trainer_gpus >= 0, 'kubeflow.trainer_gpus', self.trainer_gpus,
-                 'must be >= 0')
-        _require(self.trainer_gpus == 0 or bool(self.trainer_accelerator),
-                 'kubeflow.trainer_accelerator', self.trainer_accelerator,
-                 'must name the GPU when trainer_gpus > 0')
+            require(bool(getattr(self, name)), f'kubeflow.{name}', getattr(self, name),
+                    'must not be empty')
+        require(self.trainer_gpus >= 0, 'kubeflow.trainer_gpus', self.trainer_gpus,
+                'must be >= 0')
+        require(self.trainer_gpus == 0 or bool(self.trainer_accelerator),
+                'kubeflow.trainer_accelerator', self.trainer_accelerator,
+                'must name the GPU when trainer_gpus > 0')
         for name in ('trainer_cpu_limit', 'trainer_memory_limit_gb'):
-            _require(getattr(self, name) > 0, f'kubeflow.{name}', getattr(self, name),
-                     'must be > 0')
+            require(getattr(self, name) > 0, f'kubeflow.{name}', getattr(self, name),
+                    'must be > 0')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,28 +141,30 @@ class PipelineConfig:
     def module_file(self) -> str:
         return os.path.join(REPO_ROOT, 'trainer', 'module.py')
 
+    @functools.cached_property
     def feature_spec(self) -> features.FeatureSpec:
-        """The parsed feature spec; raises features.FeatureSpecError naming any problem."""
+        """The parsed feature spec, read once per configuration; raises
+        features.FeatureSpecError naming any problem."""
         return features.load_feature_spec(self.feature_spec_path)
 
     def validate(self) -> 'PipelineConfig':
-        _require(not self.span_folder or (SPAN in self.span_folder and '/' not in self.span_folder
-                                          and '*' not in self.span_folder),
-                 'span_folder', self.span_folder,
-                 f"must be empty or one folder name holding {SPAN}, e.g. 'span-{SPAN}'")
-        _require(self.train_window_spans >= 1, 'train_window_spans', self.train_window_spans,
-                 'must be >= 1')
-        _require(self.train_window_spans == 1 or bool(self.span_folder), 'train_window_spans',
-                 self.train_window_spans, 'needs span_folder (daily data laid out by span)')
-        _require(self.data_format in ('csv', 'tfrecord'), 'data_format', self.data_format,
-                 "must be 'csv' or 'tfrecord'")
-        _require(re.fullmatch(r'[a-z0-9]+(-[a-z0-9]+)*', self.pipeline_name) is not None,
-                 'pipeline_name', self.pipeline_name,
-                 'must be lowercase letters, digits and single dashes (a Kubeflow name; it also '
-                 'names the TF Serving model)')
+        require(not self.span_folder or (SPAN in self.span_folder and '/' not in self.span_folder
+                                         and '*' not in self.span_folder),
+                'span_folder', self.span_folder,
+                f"must be empty or one folder name holding {SPAN}, e.g. 'span-{SPAN}'")
+        require(self.train_window_spans >= 1, 'train_window_spans', self.train_window_spans,
+                'must be >= 1')
+        require(self.train_window_spans == 1 or bool(self.span_folder), 'train_window_spans',
+                self.train_window_spans, 'needs span_folder (daily data laid out by span)')
+        require(self.data_format in ('csv', 'tfrecord'), 'data_format', self.data_format,
+                "must be 'csv' or 'tfrecord'")
+        require(re.fullmatch(r'[a-z0-9]+(-[a-z0-9]+)*', self.pipeline_name) is not None,
+                'pipeline_name', self.pipeline_name,
+                'must be lowercase letters, digits and single dashes (a Kubeflow name; it also '
+                'names the TF Serving model)')
         for name in ('train_hash_buckets', 'validation_hash_buckets', 'eval_hash_buckets'):
-            _require(getattr(self, name) > 0, name, getattr(self, name), 'must be > 0')
-        spec = self.feature_spec()
+            require(getattr(self, name) > 0, name, getattr(self, name), 'must be > 0')
+        spec = self.feature_spec
         self.vocabulary.validate()
         self.model.validate()
         if self.model.entity_experts or self.model.user_item_interaction != 'none':
@@ -289,16 +173,6 @@ class PipelineConfig:
         self.evaluation.validate()
         self.kubeflow.validate()
         return self
-
-
-def _require(ok: bool, name: str, value, why: str):
-    if not ok:
-        raise ConfigError(f'Configuration {name}={value!r} {why} '
-                          f'(set it in pipeline/config.py or with {_env_name(name)}).')
-
-
-def _env_name(dotted: str) -> str:
-    return ENV_PREFIX + dotted.replace('.', '_').upper()
 
 
 def _parse(text: str, field_type, env_name: str):
@@ -330,11 +204,6 @@ def _apply_env(config, env: Mapping[str, str], prefix: str, used: set):
             changes[field.name] = _parse(env[name], hints[field.name], name)
             used.add(name)
     return dataclasses.replace(config, **changes)
-
-
-def from_dict(cls, values: Mapping[str, object]):
-    """Rebuilds a config section from its JSON form (as passed in a component's custom_config)."""
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def load_config(env: Optional[Mapping[str, str]] = None, **overrides) -> PipelineConfig:

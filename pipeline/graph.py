@@ -40,7 +40,7 @@ def _example_gen(config: PipelineConfig, span: Optional[int] = None):
     if span is not None:
         kwargs['range_config'] = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
             start_span_number=span, end_span_number=span))
-    return checked_example_gen(config.data_format, config.feature_spec(), **kwargs)
+    return checked_example_gen(config.data_format, config.feature_spec, **kwargs)
 
 
 def _span_window(config: PipelineConfig, example_gen) -> Optional[tfx.dsl.Resolver]:
@@ -120,7 +120,7 @@ def create_pipeline(config: PipelineConfig,
     With daily data, ExampleGen reads span `span` (None: the latest it finds), Transform and
     Trainer see the latest `train_window_spans` spans ingested and the Evaluator this run's.
     """
-    spec = config.feature_spec()
+    spec = config.feature_spec
     ingest = _ingest_and_validate(config, span)
     example_gen, schema_importer, anomalies_gate = ingest[0], ingest[2], ingest[-1]
     span_window = _span_window(config, example_gen)
@@ -153,8 +153,10 @@ def create_pipeline(config: PipelineConfig,
         schema=schema_importer.outputs['result'],
         # Only when warm starting: a new blessed model would otherwise void the Trainer's cache.
         base_model=production_model.outputs['model'] if config.model.warm_start else None,
-        train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=config.model.train_steps),
-        eval_args=tfx.proto.EvalArgs(splits=['validation'], num_steps=config.model.eval_steps),
+        # The splits only: the steps are the model settings' (train_steps, eval_steps), which
+        # reach the trainer once, in custom_config.
+        train_args=tfx.proto.TrainArgs(splits=['train']),
+        eval_args=tfx.proto.EvalArgs(splits=['validation']),
         custom_config={'model': dataclasses.asdict(config.model), 'features': spec.to_dict()})
 
     serving_contract = ServingContractCheck(model=trainer.outputs['model'])

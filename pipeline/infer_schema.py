@@ -136,7 +136,7 @@ def apply_feature_spec(schema: schema_pb2.Schema, spec: features.FeatureSpec,
 def infer_schema(config: config_lib.PipelineConfig) -> schema_pb2.Schema:
     """Input check -> ExampleGen's decoding -> statistics -> schema -> spec and protective
     rules -> written to config.schema_path."""
-    spec = config.feature_spec()
+    spec = config.feature_spec
     folder = config.data_root
     if config.span_folder:
         folder = list(inputs.find_spans(config.data_root, config.span_folder).values())[-1]

@@ -31,7 +31,7 @@ def run(config: config_lib.PipelineConfig, validate_only: bool = False) -> None:
     full run reads the latest span. Each span is read with the same settings (its number), so a
     span ingested by an earlier run is a cache hit, not a second artifact of the same span.
     """
-    spec = config.feature_spec()
+    spec = config.feature_spec
     inputs.check_spec_in_schema(spec, config.schema_path)
     folders = {None: config.data_root}
     if config.span_folder:

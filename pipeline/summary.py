@@ -88,7 +88,7 @@ def slice_calibration(evaluation_uri: str) -> List[Dict]:
 def summarize(config: config_lib.PipelineConfig, truth_path: Optional[str] = None) -> Dict:
     store = metadata_store.MetadataStore(sqlite_metadata_connection_config(config.metadata_path))
     evaluation = run_outputs.latest_evaluation(store)
-    click_column = config.feature_spec().click_label
+    click_column = config.feature_spec.click_label
     summary = {
         'components': component_times(store),
         'evaluation_uri': evaluation.uri if evaluation else None,

@@ -148,7 +148,7 @@ def build_report(config: config_lib.PipelineConfig, output_path: str,
     pushed = run_outputs.latest_pushed_model(store)
     html = page.render(build_context(evaluation.uri, evaluation.blessed, pushed,
                                      config.pipeline_name, bench_results,
-                                     config.feature_spec().click_label))
+                                     config.feature_spec.click_label))
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     with open(output_path, 'w') as f:
         f.write(html)

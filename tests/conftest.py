@@ -23,7 +23,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from pipeline.config import ModelConfig  # noqa: E402
+from trainer.config import ModelConfig  # noqa: E402
 from trainer.features import load_feature_spec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

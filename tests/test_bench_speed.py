@@ -10,7 +10,7 @@ import pytest
 
 from bench import plain_script, speed
 from conftest import SPEC, VOCABULARY
-from pipeline.config import VocabularyConfig
+from trainer.config import VocabularyConfig
 from trainer import features
 
 

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from pipeline.config import (ConfigError, EvaluationConfig, KubeflowConfig, ModelConfig,
-                             PipelineConfig, VocabularyConfig, from_dict, load_config)
+from pipeline.config import EvaluationConfig, KubeflowConfig, PipelineConfig, load_config
 from pipeline.inputs import InputDataError, check_input_files, find_spans
+from trainer.config import ConfigError, ModelConfig, VocabularyConfig, from_dict
 
 LABELS = ('click', 'conversion')  # the simulator's raw (click, conversion) columns
 

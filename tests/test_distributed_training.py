@@ -31,7 +31,7 @@ def _train_on_two_cpus(transform_fn_dir: str, examples: str, raw_rows: str,
     import tensorflow_transform as tft
 
     from conftest import SPEC
-    from pipeline.config import ModelConfig
+    from trainer.config import ModelConfig
     from trainer import export, features, train
 
     config = ModelConfig(num_experts=2, expert_units=(8,), tower_units=(4,), max_embedding_dim=4,

@@ -9,8 +9,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import SPEC, TINY_DENSE_FEATURES, TINY_VOCAB_SIZES
-from pipeline.config import ARCHITECTURES, ConfigError, load_config
+from pipeline.config import load_config
 from trainer import features, interactions, losses
+from trainer.config import ARCHITECTURES, ConfigError
+from trainer.labels import labels_for_loss
 from trainer.model import build_model
 
 
@@ -28,7 +30,7 @@ def test_every_architecture_learns_through_the_interactions(tiny_config, random_
     inputs = random_inputs(batch=32, seed=1)
     rng = np.random.default_rng(2)
     click = (rng.random(32) < 0.4).astype(np.float32)
-    labels, weights = losses.labels_for_loss(
+    labels, weights = labels_for_loss(
         {features.CLICK_LABEL: click, features.CONVERSION_LABEL: click * (rng.random(32) < 0.5)})
     loss_fns, _ = losses.funnel_loss(config)
     with tf.GradientTape() as tape:

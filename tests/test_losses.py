@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from conftest import TINY_DENSE_FEATURES, TINY_VOCAB_SIZES
 from trainer import features, losses
+from trainer.labels import labels_for_loss
 from trainer.model import build_model
 
 BATCH = 24
@@ -32,7 +33,7 @@ def funnel_batch():
 def test_labels_for_loss_maps_labels_to_outputs(funnel_batch):
     """click -> p_click, conversion -> p_conversion (and p_cvr); only p_cvr is weighted, by
     click / click rate, so that its loss would be the mean over clicked impressions."""
-    labels, weights = losses.labels_for_loss(funnel_batch)
+    labels, weights = labels_for_loss(funnel_batch)
     assert set(labels) == set(features.OUTPUTS)
     assert labels[features.P_CLICK] is funnel_batch['click']
     assert labels[features.P_CONVERSION] is funnel_batch['conversion']
@@ -44,7 +45,7 @@ def test_labels_for_loss_maps_labels_to_outputs(funnel_batch):
 
 def test_labels_for_loss_without_clicks_gives_zero_weights():
     """A batch without clicks gives p_cvr zero weights, not NaN (divide_no_nan)."""
-    _, weights = losses.labels_for_loss({'click': np.zeros(4, np.float32),
+    _, weights = labels_for_loss({'click': np.zeros(4, np.float32),
                                          'conversion': np.zeros(4, np.float32)})
     np.testing.assert_array_equal(weights[features.P_CVR], 0.0)
 
@@ -62,7 +63,7 @@ def _evaluate(model, config, inputs, batch):
     """model.evaluate of the compiled funnel loss on one batch, plus the model's predictions."""
     loss, loss_weights = losses.funnel_loss(config)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss=loss, loss_weights=loss_weights)
-    labels, sample_weights = losses.labels_for_loss(batch)
+    labels, sample_weights = labels_for_loss(batch)
     result = model.evaluate(inputs, labels, sample_weight=sample_weights, batch_size=BATCH,
                             verbose=0, return_dict=True)
     return result, model.predict(inputs, batch_size=BATCH, verbose=0)

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from bench import mmoe_paper
-from trainer import layers
+from trainer import blocks, mmoe
 
 
 @pytest.mark.parametrize('correlation', [0.5, 0.9, 1.0, -0.3])
@@ -56,12 +56,12 @@ def test_models_build_from_project_layers_and_train(architecture):
     splits, _ = mmoe_paper.generate(0.5, settings, seed=0)
     model = mmoe_paper.build_model(architecture, settings)
     towers = [model.get_layer(task) for task in mmoe_paper.TASKS]
-    assert all(isinstance(t, layers.Tower) and t.activation is None for t in towers)
+    assert all(isinstance(t, blocks.Tower) and t.activation is None for t in towers)
     if architecture == 'shared_bottom':
-        assert isinstance(model.get_layer('shared_bottom'), layers.MLP)
+        assert isinstance(model.get_layer('shared_bottom'), blocks.MLP)
     else:
         moe = model.get_layer(architecture)
-        assert isinstance(moe, layers.MixtureOfExperts)
+        assert isinstance(moe, mmoe.MixtureOfExperts)
         assert len(moe.gates) == {'omoe': 1, 'mmoe': 2}[architecture]
     outputs = model(splits[-1][0])
     assert {name: value.shape for name, value in outputs.items()} == {
@@ -88,9 +88,9 @@ def test_markdown_states_whether_the_finding_is_reproduced():
 def test_regression_tower_is_unbounded_and_keeps_its_activation_in_config():
     """Tower(activation=None) is linear at the head (values outside [0, 1]); the default stays
     the sigmoid of the funnel models."""
-    tower = layers.Tower([4], activation=None, name='y')
+    tower = blocks.Tower([4], activation=None, name='y')
     tower(tf.zeros((1, 3)))
     tower.head.bias.assign([5.0])
     np.testing.assert_allclose(tower(tf.zeros((2, 3))).numpy(), 5.0)
-    assert layers.Tower.from_config(tower.get_config()).activation is None
-    assert layers.Tower([4]).get_config()['activation'] == 'sigmoid'
+    assert blocks.Tower.from_config(tower.get_config()).activation is None
+    assert blocks.Tower([4]).get_config()['activation'] == 'sigmoid'

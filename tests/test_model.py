@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import TINY_DENSE_FEATURES, TINY_VOCAB_SIZES
-from trainer import features, layers, losses
+from trainer import blocks, features, losses, mmoe
+from trainer.labels import labels_for_loss
 from trainer.model import build_model, embedding_dim
 
 
@@ -54,7 +55,7 @@ def test_embedding_sizes_follow_the_rule(tiny_config):
 
 def _mmoe(temperature=1.0, **kwargs):
     """A MixtureOfExperts over 6 input features, called once so that its weights exist."""
-    layer = layers.MixtureOfExperts(num_experts=4, expert_units=(8, 4), num_tasks=2,
+    layer = mmoe.MixtureOfExperts(num_experts=4, expert_units=(8, 4), num_tasks=2,
                                     gate_temperature=temperature, **kwargs)
     layer(tf.zeros((1, 6)))
     return layer
@@ -98,7 +99,7 @@ def test_funnel_loss_reaches_every_expert(tiny_config, tiny_model, random_inputs
     rng = np.random.default_rng(3)
     click = (rng.random(32) < 0.5).astype(np.float32)
     conversion = click * (rng.random(32) < 0.5)
-    labels, _ = losses.labels_for_loss({'click': tf.constant(click),
+    labels, _ = labels_for_loss({'click': tf.constant(click),
                                         'conversion': tf.constant(conversion, tf.float32)})
     loss_fns, weights = losses.funnel_loss(tiny_config)
     with tf.GradientTape() as tape:
@@ -124,7 +125,7 @@ def test_mixture_of_experts_config_round_trip():
     tf.keras.utils.set_random_seed(0)
     layer = _mmoe(0.7, dropout=0.1, name='mmoe')
     config = layer.get_config()
-    clone = layers.MixtureOfExperts.from_config(config)
+    clone = mmoe.MixtureOfExperts.from_config(config)
     clone(tf.zeros((1, 6)))
     clone.set_weights(layer.get_weights())
     assert clone.get_config() == config
@@ -135,8 +136,8 @@ def test_mixture_of_experts_config_round_trip():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
 
 
-@pytest.mark.parametrize('cls, kwargs', [(layers.MLP, {'units': [4, 2], 'dropout': 0.2}),
-                                         (layers.Tower, {'units': [3], 'dropout': 0.0})])
+@pytest.mark.parametrize('cls, kwargs', [(blocks.MLP, {'units': [4, 2], 'dropout': 0.2}),
+                                         (blocks.Tower, {'units': [3], 'dropout': 0.0})])
 def test_mlp_and_tower_config_round_trip(cls, kwargs):
     """MLP and Tower rebuild from their config (needed to reload a saved model)."""
     layer = cls(**kwargs, name='block')
@@ -149,8 +150,8 @@ def test_saved_model_reloads_with_same_predictions(tmp_path, tiny_model, random_
     before = _predict(tiny_model, inputs)
     tiny_model.save(str(tmp_path / 'model'), save_format='tf')
     loaded = tf.keras.models.load_model(str(tmp_path / 'model'))
-    assert isinstance(loaded.get_layer('mmoe'), layers.MixtureOfExperts)
-    assert isinstance(loaded.get_layer(features.P_CLICK), layers.Tower)
+    assert isinstance(loaded.get_layer('mmoe'), mmoe.MixtureOfExperts)
+    assert isinstance(loaded.get_layer(features.P_CLICK), blocks.Tower)
     after = _predict(loaded, inputs)
     for name in features.OUTPUTS:
         np.testing.assert_allclose(after[name], before[name], rtol=1e-5, atol=1e-7)

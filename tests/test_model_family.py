@@ -14,8 +14,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import SPEC, TINY_DENSE_FEATURES, TINY_VOCAB_SIZES
-from pipeline.config import ARCHITECTURES, LOSSES, ConfigError, ModelConfig, load_config
-from trainer import features, layers, losses
+from pipeline.config import load_config
+from trainer import (aitm, blocks, cross_stitch, features, funnel_outputs, losses, mmoe, ple,
+                     task_weighting)
+from trainer.config import ARCHITECTURES, LOSSES, ConfigError, ModelConfig
+from trainer.labels import labels_for_loss
 from trainer.model import build_model
 
 BATCH = 32
@@ -50,7 +53,7 @@ def _labels(batch=BATCH, seed=0):
 
 def _dataset(inputs, labels):
     """One batch of (features, labels, sample weights), as trainer/train.py's input_fn yields."""
-    return tf.data.Dataset.from_tensors((inputs, *losses.labels_for_loss(labels)))
+    return tf.data.Dataset.from_tensors((inputs, *labels_for_loss(labels)))
 
 
 def _compile(model, config, learning_rate=1e-3, run_eagerly=True):
@@ -184,7 +187,7 @@ def test_uncertainty_weights_are_learnt(family_config, random_inputs, caplog):
     by training; loss = sum_i exp(-s_i) * L_i + s_i; fit logs the learnt weights exp(-s_i)."""
     config = family_config('ple', 'esmm', 'uncertainty')
     model = _compile(_build(config), config, learning_rate=0.05, run_eagerly=False)  # as in fit
-    assert isinstance(model, losses.UncertaintyWeightedModel)
+    assert isinstance(model, task_weighting.UncertaintyWeightedModel)
     log_variances = list(model.log_variances.values())
     assert len(log_variances) == 2 and all(v.trainable for v in log_variances)
     assert {id(v) for v in log_variances} <= {id(v) for v in model.trainable_variables}
@@ -314,20 +317,20 @@ def test_single_task_networks_share_nothing(family_config, random_inputs):
 
 
 @pytest.mark.parametrize('cls, kwargs', [
-    (layers.Gate, {'num_experts': 4, 'temperature': 0.5}),
-    (layers.ExtractionLevel, {'num_tasks': 2, 'experts_per_task': 1, 'shared_experts': 2,
+    (blocks.Gate, {'num_experts': 4, 'temperature': 0.5}),
+    (ple.ExtractionLevel, {'num_tasks': 2, 'experts_per_task': 1, 'shared_experts': 2,
                               'expert_units': [8, 4], 'gate_temperature': 0.7, 'dropout': 0.1,
                               'shared_output': True}),
-    (layers.ProgressiveLayeredExtraction, {'num_levels': 2, 'num_tasks': 2,
+    (ple.ProgressiveLayeredExtraction, {'num_levels': 2, 'num_tasks': 2,
                                            'experts_per_task': 1, 'shared_experts': 2,
                                            'expert_units': [8]}),
-    (layers.ConditionalRate, {}),
+    (funnel_outputs.ConditionalRate, {}),
     (losses.MonotonicityPenalty, {'weight': 2.0}),
-    (layers.CrossStitchUnit, {'num_tasks': 3}),
-    (layers.CrossStitchNetwork, {'num_tasks': 2, 'units': [8, 4], 'dropout': 0.1}),
-    (layers.InformationTransfer, {'units': 4}),
-    (layers.AITM, {'num_tasks': 3, 'units': [8, 4], 'dropout': 0.1}),
-    (layers.MixtureOfExperts, {'num_experts': 2, 'expert_units': [8], 'num_tasks': 2,
+    (cross_stitch.CrossStitchUnit, {'num_tasks': 3}),
+    (cross_stitch.CrossStitchNetwork, {'num_tasks': 2, 'units': [8, 4], 'dropout': 0.1}),
+    (aitm.InformationTransfer, {'units': 4}),
+    (aitm.AITM, {'num_tasks': 3, 'units': [8, 4], 'dropout': 0.1}),
+    (mmoe.MixtureOfExperts, {'num_experts': 2, 'expert_units': [8], 'num_tasks': 2,
                                'entities': ['user', 'item'], 'entity_experts': 3}),
 ], ids=lambda value: getattr(value, '__name__', ''))
 def test_new_layers_config_round_trip(cls, kwargs):

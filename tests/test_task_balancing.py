@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import TINY_DENSE_FEATURES, TINY_VOCAB_SIZES
-from trainer import features, losses, schedules
+from trainer import features, losses, schedules, task_weighting
+from trainer.labels import labels_for_loss
 from trainer.model import build_model
 
 BATCH = 32
@@ -32,7 +33,7 @@ def _model(tiny_config, optimizer, **changes):
 
 
 def _batch(inputs, labels):
-    return tf.data.Dataset.from_tensors((inputs, *losses.labels_for_loss(labels)))
+    return tf.data.Dataset.from_tensors((inputs, *labels_for_loss(labels)))
 
 
 def _values(layer):
@@ -52,7 +53,7 @@ def test_gradnorm_first_step_follows_the_gradient_norms(tiny_config, random_inpu
     renormalised to sum to 2. W is the last Dense layer of each MMoE expert."""
     learning_rate = 0.01
     model = _model(tiny_config, tf.keras.optimizers.SGD(learning_rate), task_weighting='gradnorm')
-    assert isinstance(model, losses.GradNormModel)
+    assert isinstance(model, task_weighting.GradNormModel)
     shared = model.shared_variables()
     experts = model.get_layer('mmoe').experts
     assert [v.name for v in shared] == [v.name for e in experts
@@ -92,7 +93,7 @@ def test_gradnorm_weights_stay_positive_and_sum_to_the_number_of_tasks(
         model.fit(_batch(inputs, _labels(seed=step)), verbose=0)
         weights = np.array(list(model.task_weights().values()))
         history.append(weights)
-        assert (weights >= losses.GradNormModel.MIN_WEIGHT * 0.5).all(), weights
+        assert (weights >= task_weighting.GradNormModel.MIN_WEIGHT * 0.5).all(), weights
         assert weights.sum() == pytest.approx(2.0, abs=1e-5)
     assert any(abs(w[0] - 1.0) > 1e-2 for w in history)
 
@@ -167,4 +168,4 @@ def test_evaluation_ignores_the_schedule(tiny_config, random_inputs):
 def test_default_model_is_a_plain_keras_model(tiny_model):
     """mmoe + esmm + static + joint builds the same plain functional model as before."""
     assert type(tiny_model).__name__ == 'Functional'
-    assert not isinstance(tiny_model, losses.FunnelModel)
+    assert not isinstance(tiny_model, task_weighting.FunnelModel)

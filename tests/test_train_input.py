@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import write_transformed_examples
-from pipeline.config import ModelConfig
+from trainer.config import ModelConfig
 from trainer import features, train
 
 BATCH = 8

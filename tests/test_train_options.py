@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import RAW_LABELS, SPEC, write_transformed_examples
-from pipeline.config import ModelConfig
+from trainer.config import ModelConfig
 from trainer import features, train
 
 SMALL = ModelConfig(num_experts=2, expert_units=(8,), tower_units=(4,), max_embedding_dim=4,

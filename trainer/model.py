@@ -15,14 +15,14 @@ embed ids + project dense -> shared body (by architecture) -> towers -> funnel o
   step by attention (Xi et al., KDD 2021); it predicts p_conversion with its own tower, held
   below p_click by its calibrator penalty.
 
-The funnel outputs depend on the loss: with 'esmm' and 'naive' the towers give p_click and p_cvr
-and p_conversion = p_click * p_cvr, so p_conversion <= p_click by construction; with 'monotonic'
-(and AITM) they give p_click and p_conversion directly and p_cvr is their ratio (see
-trainer/losses.py).
+Each architecture is a layer of its own module (shared_bottom.py, mmoe.py, ple.py, cross_stitch.py,
+aitm.py) that turns the input features into one input per task tower. The funnel outputs depend
+on the loss (trainer/funnel_outputs.py).
 
 Task weighting and training schedule choose the model's class: a plain Keras model for static
-weights and the joint schedule (the default), otherwise a losses.UncertaintyWeightedModel,
-losses.GradNormModel or schedules.ScheduledModel, which change how it trains, not what it computes.
+weights and the joint schedule (the default), otherwise a task_weighting.UncertaintyWeightedModel,
+task_weighting.GradNormModel or schedules.ScheduledModel, which change how it trains, not what
+it computes.
 
 Every architecture can add learned interactions to its input features (trainer/interactions.py):
 `user_item_interaction` 'product' (the user side's and the item side's projections multiplied)
@@ -35,8 +35,15 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from pipeline.config import ModelConfig
-from trainer import features, interactions, layers, losses, schedules
+from trainer import features, interactions, losses, schedules, task_weighting
+from trainer.aitm import AITM
+from trainer.blocks import MLP
+from trainer.config import ModelConfig
+from trainer.cross_stitch import CrossStitchNetwork
+from trainer.funnel_outputs import funnel_outputs
+from trainer.mmoe import MixtureOfExperts
+from trainer.ple import ProgressiveLayeredExtraction
+from trainer.shared_bottom import SharedBottom
 
 TASKS = ('click', 'cvr')  # the tasks' names in layer names, in the order of the task outputs
 
@@ -78,7 +85,7 @@ def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
     embed = functools.partial(_embed, config, inputs, vocab_sizes, dims, dense_features)
     if config.architecture == 'single_task':  # two networks sharing no layer, not even embeddings
         click_input, cvr_input = [
-            layers.MLP(config.expert_units, config.dropout, name=f'{task}_bottom')(
+            MLP(config.expert_units, config.dropout, name=f'{task}_bottom')(
                 _interactions(config, *embed(prefix=f'{task}_'), input_entities,
                               prefix=f'{task}_'))
             for task in TASKS]
@@ -92,15 +99,15 @@ def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
                 [own[name] for name in names]) for entity, names in sides.items()]
         click_input, cvr_input = _shared_body(config, x)
 
-    outputs = _funnel_outputs(config, click_input, cvr_input)
+    outputs = funnel_outputs(config, click_input, cvr_input)
     name = f'funnel_{config.architecture}'
     task_outputs = losses.LOSS_OUTPUTS[config.loss]
     if config.task_weighting == 'uncertainty':
-        return losses.UncertaintyWeightedModel(inputs, outputs, task_outputs, name=name)
+        return task_weighting.UncertaintyWeightedModel(inputs, outputs, task_outputs, name=name)
     if config.task_weighting == 'gradnorm':
-        return losses.GradNormModel(inputs, outputs, task_outputs,
-                                    shared_layer=SHARED_LAYERS[config.architecture],
-                                    alpha=config.gradnorm_alpha, name=name)
+        return task_weighting.GradNormModel(inputs, outputs, task_outputs,
+                                            shared_layer=SHARED_LAYERS[config.architecture],
+                                            alpha=config.gradnorm_alpha, name=name)
     if config.schedule != 'joint':
         return schedules.ScheduledModel(inputs, outputs, task_outputs, config.schedule,
                                         config.curriculum_click_steps,
@@ -158,42 +165,22 @@ def _interactions(config: ModelConfig, embedded: Mapping[str, tf.Tensor],
 def _shared_body(config: ModelConfig, x) -> List[tf.Tensor]:
     """The body between the input features and the towers: one input per tower (click, cvr).
     x is the input features, or with entity experts [input features, user, item features]."""
+    tasks, units, dropout = len(TASKS), config.expert_units, config.dropout
     if config.architecture == 'mmoe':
-        return layers.MixtureOfExperts(
-            config.num_experts, config.expert_units, num_tasks=len(TASKS),
-            gate_temperature=config.gate_temperature, dropout=config.dropout,
-            entities=features.ENTITIES, entity_experts=config.entity_experts, name='mmoe')(x)
+        return MixtureOfExperts(config.num_experts, units, tasks, config.gate_temperature, dropout,
+                                entities=features.ENTITIES, entity_experts=config.entity_experts,
+                                name='mmoe')(x)
     if config.architecture == 'shared_bottom':
-        bottom = layers.MLP(config.expert_units, config.dropout, name='shared_bottom')(x)
-        return [bottom, bottom]
+        return SharedBottom(tasks, units, dropout, name='shared_bottom')(x)
     if config.architecture == 'ple':
-        return layers.ProgressiveLayeredExtraction(
-            config.ple_levels, len(TASKS), config.experts_per_task, config.shared_experts,
-            config.expert_units, config.gate_temperature, config.dropout, name='ple')(x)
+        return ProgressiveLayeredExtraction(config.ple_levels, tasks, config.experts_per_task,
+                                            config.shared_experts, units,
+                                            config.gate_temperature, dropout, name='ple')(x)
     if config.architecture == 'cross_stitch':
-        return layers.CrossStitchNetwork(len(TASKS), config.expert_units, config.dropout,
-                                         name='cross_stitch')(x)
+        return CrossStitchNetwork(tasks, units, dropout, name='cross_stitch')(x)
     if config.architecture == 'aitm':
-        return layers.AITM(len(TASKS), config.expert_units, config.dropout, name='aitm')(x)
+        return AITM(tasks, units, dropout, name='aitm')(x)
     raise ValueError(f'Unknown model architecture {config.architecture!r}.')
-
-
-def _funnel_outputs(config: ModelConfig, click_input: tf.Tensor,
-                    cvr_input: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """The towers and the funnel outputs p_click, p_cvr and p_conversion."""
-    p_click = layers.Tower(config.tower_units, config.dropout, name=features.P_CLICK)(click_input)
-    if config.loss == 'monotonic' or config.architecture == 'aitm':
-        p_conversion = layers.Tower(config.tower_units, config.dropout,
-                                    name='conversion_tower')(cvr_input)
-        p_conversion = losses.MonotonicityPenalty(config.monotonic_penalty_weight,
-                                                  name=features.P_CONVERSION)(
-            [p_click, p_conversion])
-        p_cvr = layers.ConditionalRate(name=features.P_CVR)([p_click, p_conversion])
-    else:
-        p_cvr = layers.Tower(config.tower_units, config.dropout, name=features.P_CVR)(cvr_input)
-        p_conversion = tf.keras.layers.Multiply(name=features.P_CONVERSION)([p_click, p_cvr])
-    return {features.P_CLICK: p_click, features.P_CVR: p_cvr,
-            features.P_CONVERSION: p_conversion}
 
 
 def compile_model(funnel_model: tf.keras.Model, config: ModelConfig) -> tf.keras.Model:

@@ -11,8 +11,8 @@ from typing import Any, Dict
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from pipeline.config import VocabularyConfig, from_dict
 from trainer import features
+from trainer.config import VocabularyConfig, from_dict
 
 
 def _dense(x, default_value):

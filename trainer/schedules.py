@@ -13,11 +13,11 @@ from typing import Dict, Sequence
 
 import tensorflow as tf
 
-from trainer import losses
+from trainer.task_weighting import FunnelModel, scaled_sample_weights
 
 
 @tf.keras.utils.register_keras_serializable(package='funnel')
-class ScheduledModel(losses.FunnelModel):
+class ScheduledModel(FunnelModel):
     """A functional model whose training step weights each task's loss by its schedule's
     multiplier for the current step (0 leaves the task out). The multipliers scale the task
     outputs' sample weights, so Keras' compiled loss, metrics and tf.distribute loss scaling
@@ -48,6 +48,5 @@ class ScheduledModel(losses.FunnelModel):
 
     def train_step(self, data):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
-        scaled = losses.scaled_sample_weights(sample_weight,
-                                              self.multipliers(self.optimizer.iterations))
+        scaled = scaled_sample_weights(sample_weight, self.multipliers(self.optimizer.iterations))
         return super().train_step(tf.keras.utils.pack_x_y_sample_weight(x, y, scaled))

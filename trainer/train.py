@@ -9,8 +9,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from pipeline.config import ModelConfig, from_dict
-from trainer import calibration, export, features, in_memory, losses, model, warm_start
+from trainer import calibration, export, features, in_memory, model, warm_start
+from trainer.config import ModelConfig, from_dict
+from trainer.labels import split_labels
 
 LOAD_BATCH_SIZE = 8192  # examples parsed per step when reading the train split into memory
 SHUFFLE_BUFFER = 10_000  # streamed examples shuffled ahead of batching (as TFX's DataAccessor)
@@ -47,7 +48,7 @@ def input_fn(file_pattern: List[str], tft_output: tft.TFTransformOutput, batch_s
     """Endless, shuffled batches of (transformed features, labels per output, sample weights
     per output), parsed from the files as they are read."""
     return parsed_batches(file_pattern, tft_output, batch_size, seed).map(
-        losses.split_labels, num_parallel_calls=tf.data.AUTOTUNE)
+        split_labels, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def train_input(file_pattern: List[str], tft_output: tft.TFTransformOutput,
@@ -64,7 +65,7 @@ def train_input(file_pattern: List[str], tft_output: tft.TFTransformOutput,
 def memory_batches(columns: Dict[str, np.ndarray], config: ModelConfig) -> tf.data.Dataset:
     """input_fn's endless batches, gathered from columns already in memory."""
     return (in_memory.epoch_batches(columns, config.batch_size, config.seed).repeat()
-            .map(losses.split_labels, num_parallel_calls=tf.data.AUTOTUNE))
+            .map(split_labels, num_parallel_calls=tf.data.AUTOTUNE))
 
 
 def load_columns(file_pattern: List[str], tft_output: tft.TFTransformOutput,
@@ -161,12 +162,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         if config.warm_start:
             warm_start.from_base_model(funnel_model, fn_args.base_model, tft_output)
 
-    validations = max(1, fn_args.train_steps // config.steps_per_validation)
-    steps_per_validation = fn_args.train_steps // validations
+    validations = max(1, config.train_steps // config.steps_per_validation)
+    steps_per_validation = config.train_steps // validations
     start = time.time()
     history = funnel_model.fit(
         train_data, epochs=validations, steps_per_epoch=steps_per_validation,
-        validation_data=eval_data, validation_steps=fn_args.eval_steps, verbose=2,
+        validation_data=eval_data, validation_steps=config.eval_steps, verbose=2,
         callbacks=[
             tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch'),
             tf.keras.callbacks.EarlyStopping(monitor='val_loss',
