@@ -1,6 +1,6 @@
-"""The README's client requests (kubeflow/serving/client_examples.py), run through an exported
-model the way TF Serving runs them: REST :predict in row format on serving_raw, gRPC Predict with
-serialized tf.Examples on serving_default."""
+"""The client requests of docs/serving.md (kubeflow/serving/client_examples.py), run through an
+exported model the way TF Serving runs them: REST :predict in row format on serving_raw, gRPC
+Predict with serialized tf.Examples on serving_default."""
 
 import json
 import math
@@ -55,11 +55,11 @@ def test_rest_body_is_row_format_on_serving_raw(model):
     assert '"item_hist_ctr": NaN' in body
 
 
-def test_readme_shows_this_body():
-    """The README's REST body is rest_predict_body(EXAMPLE_ROWS), up to line breaks."""
-    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
-    start = readme.index('```json\n{"signature_name"') + len('```json\n')
-    shown = readme[start:readme.index('```', start)]
+def test_docs_show_this_body():
+    """The REST body of docs/serving.md is rest_predict_body(EXAMPLE_ROWS), up to line breaks."""
+    doc = (Path(__file__).resolve().parents[1] / 'docs' / 'serving.md').read_text()
+    start = doc.index('```json\n{"signature_name"') + len('```json\n')
+    shown = doc[start:doc.index('```', start)]
     assert json.dumps(json.loads(shown)) == rest_predict_body(EXAMPLE_ROWS)
 
 
