@@ -1,8 +1,9 @@
 """The pipeline's one typed configuration: paths, Beam, Transform, model and blessing settings.
 
 The sections the Transform and Trainer read (vocabulary, model) are defined with the trainer, in
-trainer/config.py; this module composes them with the pipeline's own. Any field can be overridden from the environment, which is how the Makefile,
-the TFX CLI and Kubeflow pass settings without editing code:
+trainer/config.py; this module composes them with the pipeline's own. Any field can be
+overridden from the environment, which is how the Makefile, the TFX CLI and Kubeflow pass
+settings without editing code:
 
     FUNNEL_<FIELD>            top-level fields, e.g. FUNNEL_DATA_ROOT=/data/logs
     FUNNEL_<SECTION>_<FIELD>  section fields, e.g. FUNNEL_MODEL_TRAIN_STEPS=500

@@ -63,8 +63,8 @@ class ModelConfig:
     # Architecture (trainer/model.py builds it; one module per family: mmoe.py, ple.py, ...).
     architecture: str = 'mmoe'         # one of ARCHITECTURES
     num_experts: int = 4               # mmoe: shared experts
-    entity_experts: int = 0            # mmoe: experts per entity (user, item) that see only that
-    #                                    side's features (the feature spec's `entity` marks); 0: none
+    entity_experts: int = 0            # mmoe: experts per entity (user, item) that see only
+    #                                    that side's features (the spec's `entity` marks); 0: none
     ple_levels: int = 2                # ple: extraction levels (1 level is CGC)
     experts_per_task: int = 1          # ple: task-specific experts per task and level
     shared_experts: int = 2            # ple: shared experts per level

@@ -205,8 +205,8 @@ def _column(entry: Any, cls, section: str, fail):
                 fail(f'{section} column {name!r}: entity={value!r} must be one of '
                      f'{", ".join(ENTITIES)} (leave it out for a context feature).')
             continue
-        expected = bool if fields[key].type == bool else int
-        if type(value) is not expected or (expected is int and value < 1):  # noqa: E721
+        expected = bool if fields[key].type is bool else int
+        if type(value) is not expected or (expected is int and value < 1):
             fail(f'{section} column {name!r}: {key}={value!r} must be '
                  f'{"true or false" if expected is bool else "a positive integer"}.')
     return cls(**entry)

@@ -8,7 +8,7 @@ from typing import List, Sequence
 
 import tensorflow as tf
 
-from trainer.blocks import Gate, MLP, mix, run_experts
+from trainer.blocks import MLP, Gate, mix, run_experts
 
 
 @tf.keras.utils.register_keras_serializable(package='funnel')

@@ -2,8 +2,8 @@
 
 Categorical ids -> vocabulary ids (rare and unseen ids fall into hashed OOV buckets), dense
 features -> z-scores (log1p first for heavy tails; missing values imputed with the mean and
-flagged), labels renamed to the model's label names. The same graph is attached to the exported model, so there
-is no training/serving skew.
+flagged), labels renamed to the model's label names. The same graph is attached to the exported
+model, so there is no training/serving skew.
 """
 
 from typing import Any, Dict
