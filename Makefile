@@ -1,5 +1,6 @@
 # Two commands for a new user: `make run` (the whole pipeline on simulated data) and `make test`.
-# Own logs: `make schema` then `make run`, with DATA=... SPEC=... NAME=... (see README).
+# Own logs: `make schema` then `make run`, with DATA=... SPEC=... NAME=... (README, "Your own
+# impression logs"; docs/own-logs.md).
 # Everything is installed into .venv from the fully pinned requirements.txt, with uv.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -15,7 +16,7 @@ ROWS ?= 300000
 SEED ?= 0
 SIM_DIR := data/simulated-$(ROWS)-seed$(SEED)
 
-# Every process that imports TensorFlow needs Keras 2 (tf_keras) for TFX 1.16 (see README).
+# Every process that imports TensorFlow needs Keras 2 (tf_keras) for TFX 1.16 (docs/design.md#keras).
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
@@ -82,7 +83,7 @@ test-fast: install
 
 # The performance benchmark (bench/speed.py): the pipeline at 10k / 100k / 1M rows against a plain
 # script, the Trainer's input against the in-memory ceiling, Beam multi-processing, serving
-# latency; prints a table and writes bench/results/speed.md (~45 min on 2 cores).
+# latency; prints a table and writes bench/results/speed.md (its run time: bench/README.md).
 bench: install
 	$(PY) -m bench.speed $(BENCH_ARGS)
 
@@ -110,7 +111,7 @@ $(KFP_VENV)/.installed: kubeflow/requirements-kfp.txt | $(UV)
 	$(UV) pip check --python $(KFP_VENV)/bin/python
 	touch $@
 
-# Quality benchmark (bench/, issue 4): the project's models and DeepCTR's on the funnel simulator.
+# Quality benchmark (bench/quality.py): the project's models and DeepCTR's on the funnel simulator.
 # DeepCTR gets its own venv, pinned by bench/requirements-deepctr.txt (from the .in beside it).
 BENCH_DEEPCTR := .bench-venv/deepctr
 .PHONY: bench-deepctr-venv bench-quality
@@ -122,11 +123,11 @@ $(BENCH_DEEPCTR)/.installed: bench/requirements-deepctr.txt | $(UV)
 	$(UV) pip check --python $(BENCH_DEEPCTR)/bin/python
 	touch $@
 
-# Also runs the MMoE-paper reproduction (bench/mmoe_paper.py) when that benchmark is present.
-bench-quality: install bench-deepctr-venv $(if $(wildcard bench/mmoe_paper.py),bench-mmoe-paper)
+# Also runs the MMoE-paper reproduction (bench/mmoe_paper.py).
+bench-quality: install bench-deepctr-venv bench-mmoe-paper
 	$(PY) -m bench.quality $(BENCH_ARGS)
 
-# Transfer gain and Pareto front (bench/tradeoffs.py) at 100k rows, ~13 min on 2 cores: every
+# Transfer gain and Pareto front (bench/tradeoffs.py) at 100k rows (run time: bench/README.md): every
 # architecture with its single-task baseline on 3 seeds, a click:conversion loss-weight sweep on
 # 1 seed. Results: bench/results/transfer_pareto.md and bench/results/pareto.json.
 TRADEOFF_SYSTEMS := MMoE + ESMM,shared-bottom + ESMM,PLE + ESMM,cross-stitch + ESMM,MMoE + entity experts + ESMM,AITM,single-task + ESMM,single-task + monotonic,MMoE + ESMM + GradNorm

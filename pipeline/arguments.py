@@ -2,7 +2,7 @@
 
     python -m pipeline.arguments   (the Makefile's `run` and `schema` call it first)
 
-Importing TFX and TensorFlow takes about 45 s; the Makefile's NAME, DATA and SPEC (the
+Importing TFX and TensorFlow takes most of a minute; the Makefile's NAME, DATA and SPEC (the
 FUNNEL_PIPELINE_NAME, FUNNEL_DATA_ROOT and FUNNEL_FEATURE_SPEC_PATH settings) are checked
 before that with the configuration's own rules, which import neither.
 """

@@ -1,9 +1,9 @@
 """Training batches from columns held in memory: a new seeded order every epoch.
 
 Parsing tf.Examples costs about as much CPU per example as a training step of the default model,
-so on a CPU machine a streaming input trains at 0.70 of the in-memory speed (1M rows,
-bench/results/speed.md). When the transformed train split fits in memory, the Trainer parses it
-once and then shuffles row indices and gathers each batch: 0.93, the read included. Imports only
+so on a CPU machine a streaming input slows training down. When the transformed train split fits
+in memory, the Trainer parses it once and then shuffles row indices and gathers each batch (both
+inputs against the in-memory ceiling: bench/results/speed.md, `make bench`). Imports only
 TensorFlow (the benchmark's DeepCTR venv uses it too).
 """
 

@@ -30,8 +30,8 @@ def parsed_batches(file_pattern: List[str], tft_output: tft.TFTransformOutput, b
     """Batches of transformed features from the gzipped tf.Examples the Transform writes:
     endless and shuffled when `seed` is given, else one pass in file order.
 
-    Each batch is parsed as a whole, several at a time: TFX's DataAccessor dataset parses on one
-    thread (800k rows on 2 cores: 10.5 s instead of 3.3 s).
+    Each batch is parsed as a whole, several batches at a time, so parsing uses every core (the
+    streaming input's speed against the in-memory ceiling: bench/results/speed.md).
     """
     spec = tft_output.transformed_feature_spec()
     records = tf.data.TFRecordDataset(tf.io.gfile.glob(file_pattern), compression_type='GZIP')
