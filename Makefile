@@ -42,7 +42,7 @@ export FUNNEL_SCHEMA_PATH := $(abspath $(SCHEMA))
 endif
 export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 
-.PHONY: install data run schema report test test-fast bench bench-mmoe-paper reliability clean
+.PHONY: install data run validate schema report test test-fast bench bench-mmoe-paper reliability clean
 install: $(VENV)/.installed
 
 $(UV):
@@ -65,6 +65,12 @@ run: $(if $(DATA),install,data)
 	$(PY) -m pipeline.arguments
 	$(PY) -m pipeline.local_runner
 	$(PY) -m pipeline.summary $(if $(DATA),,--truth $(SIM_DIR)/truth/summary.json)
+
+# Checks new data against the schema (input check, statistics, validation, drift) without
+# training; data that passes becomes the next run's drift baseline.
+validate: $(if $(DATA),install,data)
+	$(PY) -m pipeline.arguments
+	$(PY) -m pipeline.local_runner --validate-only
 
 schema: install
 	@test -n "$(SPEC)" || { echo 'make schema needs DATA=... SPEC=... NAME=...: it must not overwrite the curated schema/schema.pbtxt of the simulated data.'; exit 2; }

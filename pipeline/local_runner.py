@@ -1,14 +1,17 @@
 """Runs the pipeline on this machine: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata.
 
     python -m pipeline.local_runner            (what `make run` calls)
+    python -m pipeline.local_runner --validate-only   (`make validate`: check data, no training)
     tfx pipeline create --engine=local --pipeline_path=pipeline/local_runner.py
     tfx run create --engine=local --pipeline_name=funnel-mmoe
 
 Settings come from pipeline/config.py and FUNNEL_* environment variables.
 """
 
+import argparse
 import logging
 import sys
+from typing import Optional, Sequence
 
 from tfx import v1 as tfx
 from tfx.orchestration import pipeline as pipeline_py
@@ -52,11 +55,18 @@ def run(config: config_lib.PipelineConfig, validate_only: bool = False) -> None:
         run_options=pipeline_py.RunOptions(to_nodes=[GATE_ID]) if validate_only else None)
 
 
-def main() -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description='Runs the pipeline on this machine.')
+    parser.add_argument('--validate-only', action='store_true',
+                        help='stop after the AnomaliesGate: check new data against the schema '
+                             '(and make it the drift baseline when it passes), without training')
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    # TFX's Beam executors parse sys.argv with absl in this process: they get a bare command line.
+    sys.argv = sys.argv[:1]
     run_log.configure_logging()
     try:
         config = config_lib.load_config()
-        run(config)
+        run(config, validate_only=args.validate_only)
     except (config_lib.ConfigError, features.FeatureSpecError, inputs.InputDataError,
             DataAnomaliesError) as e:
         logging.error('%s', e)

@@ -52,3 +52,15 @@ def test_malformed_configuration(outputs, monkeypatch, caplog):
     assert 'FUNNEL_MODEL_NUM_EXPERTS' in message and "'four'" in message
     assert not outputs.exists()
 
+
+
+def test_validate_only_flag(monkeypatch):
+    """`--validate-only` (make validate) runs the pipeline up to the gate; without it, all of it."""
+    calls = []
+    monkeypatch.setattr(local_runner, 'run', lambda config, validate_only: calls.append(
+        validate_only))
+    with mock.patch.object(sys, 'argv', ['local_runner.py', '--validate-only']):
+        assert local_runner.main() == 0
+        assert sys.argv == ['local_runner.py']  # what the Beam executors will parse
+        assert local_runner.main([]) == 0
+    assert calls == [True, False]
