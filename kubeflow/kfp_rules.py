@@ -22,7 +22,7 @@ from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 EXECUTOR_KINDS = ('container', 'importer')
 PLACEHOLDER = re.compile(r'\{\{\$.*?\}\}')
 RESOLVED_PLACEHOLDERS = [re.compile(pattern) for pattern in (
-    r"\{\{\$\}\}",
+    r'\{\{\$\}\}',
     r"\{\{\$\.(inputs|outputs)\.artifacts\['[^']+'\]\.(uri|path)\}\}",
     r"\{\{\$\.inputs\.parameters\['[^']+'\]\}\}",
     r"\{\{\$\.outputs\.parameters\['[^']+'\]\.output_file\}\}")]

@@ -78,7 +78,7 @@ def kubeflow_pipeline(config: config_lib.PipelineConfig, staging_root: str) -> t
     if config.train_window_spans > 1:
         raise config_lib.ConfigError(
             f'Configuration train_window_spans={config.train_window_spans} needs the local '
-            "runner: the span window is a TFX Resolver, which the open-source Kubeflow "
+            'runner: the span window is a TFX Resolver, which the open-source Kubeflow '
             'Pipelines backend cannot run. Compile with FUNNEL_TRAIN_WINDOW_SPANS=1 (each run '
             'then trains on its own span).')
     kubeflow = config.kubeflow

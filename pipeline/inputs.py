@@ -134,7 +134,7 @@ def _scan_rows(path: str, scan: _CsvScan, labels: Labels, dense: Sequence[str]) 
     if malformed:
         line, fields = malformed[0]
         scan.problems.append(
-            f'Input file {path}: {len(malformed)} row(s) do not have the header\'s '
+            f"Input file {path}: {len(malformed)} row(s) do not have the header's "
             f'{len(scan.header)} fields, at line(s) {_listed([line for line, _ in malformed])} '
             f'(line {line} has {fields}); a truncated or malformed row. Repair or remove it.')
     for name, cells in ((name, cells) for name, cells in bad.items() if cells):

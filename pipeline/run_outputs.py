@@ -89,7 +89,7 @@ def load_metric_table(evaluation_uri: str) -> MetricTable:
             if item.key.name in values:
                 raise ValueError(
                     f'{evaluation_uri}: two metrics named {item.key.name!r} for output '
-                    f'{item.key.output_name!r} on slice {name_of_slice}; was the model\'s own '
+                    f"{item.key.output_name!r} on slice {name_of_slice}; was the model's own "
                     'compiled metrics evaluated as well (options.include_default_metrics)?')
             values[item.key.name] = item.value.double_value.value
     return table

@@ -117,15 +117,16 @@ def format_summary(summary: Dict) -> str:
     lines += ['', f"Evaluation: {summary['evaluation_uri']}",
               f"Blessed: {summary['blessed']}"]
     lines += [f'  failed: {failure}' for failure in summary['blessing_failures']]
-    lines += [
-              f"Pushed model: {summary['pushed_to'] or 'nothing pushed by the latest Pusher run'}",
-              '', '| task | AUC | baseline AUC | Bayes AUC | AUC / Bayes | calibration | examples |',
+    lines += [f"Pushed model: {summary['pushed_to'] or 'nothing pushed by the latest Pusher run'}",
+              '',
+              '| task | AUC | baseline AUC | Bayes AUC | AUC / Bayes | calibration | examples |',
               '|---|---|---|---|---|---|---|']
     for task, m in summary['tasks'].items():
         auc, bayes = m.get('auc'), m.get('bayes_auc')
         ratio = f'{auc / bayes:.3f}' if auc is not None and bayes else '-'
-        lines.append(f"| {task} | {_fmt(auc)} | {_fmt(m.get('baseline_auc'))} | {_fmt(bayes)} | {ratio} | "
-                     f"{_fmt(m.get('calibration'))} | {int(m.get('example_count', 0))} |")
+        lines.append(f"| {task} | {_fmt(auc)} | {_fmt(m.get('baseline_auc'))} | {_fmt(bayes)} | "
+                     f"{ratio} | {_fmt(m.get('calibration'))} | "
+                     f"{int(m.get('example_count', 0))} |")
     lines += ['', 'Calibration (mean prediction / mean label) per slice; blessing needs '
               + ', '.join(f'{output} {threshold} on {slice_}'
                           for output, _, slice_, threshold in summary['calibration_band']),

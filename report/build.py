@@ -5,8 +5,8 @@
 The page holds the blessing decision (with the failed thresholds when not blessed), per task and
 slice the candidate's AUC / log loss / calibration next to the baseline's, reliability diagrams
 from TFMA's calibration plots (and the Trainer's before / after calibration diagrams of the
-validation split, shipped in the model), an AUC-by-slice chart and the benchmark tables and Pareto front,
-if any.
+validation split, shipped in the model), an AUC-by-slice chart and the benchmark tables and
+Pareto front, if any.
 """
 
 import argparse

@@ -37,7 +37,7 @@ TARGET_MISSING_HIST_SHARE = 0.20  # share of rows whose item has no CTR history
 CALIBRATION_ROWS = 200_000  # rows drawn once per seed to solve the intercepts
 
 # --- Feature distributions ----------------------------------------------------
-DEVICES = np.array(["mobile", "desktop", "tablet"], dtype=object)
+DEVICES = np.array(['mobile', 'desktop', 'tablet'], dtype=object)
 DEVICE_PROBS = np.array([0.62, 0.30, 0.08])
 POSITION_PROBS = np.array([0.24, 0.20, 0.17, 0.15, 0.13, 0.11])  # slots 1..6
 PRICE_LOG_MEAN, PRICE_LOG_SIGMA = 3.0, 1.0  # per-item list price (~$20 median)
@@ -60,10 +60,10 @@ PRICE_CLICK_COEF, PRICE_CVR_COEF = -0.10, -0.70
 PRICE_AGE_CVR_COEF = 0.25  # older users are less price sensitive
 
 EXAMPLE_COLUMNS = [
-    "user_id", "item_id", "item_category", "device", "ad_position", "price",
-    "user_activity", "item_hist_ctr", "user_age", "click", "conversion",
+    'user_id', 'item_id', 'item_category', 'device', 'ad_position', 'price',
+    'user_activity', 'item_hist_ctr', 'user_age', 'click', 'conversion',
 ]
-TRUTH_COLUMNS = ["p_click", "p_cvr", "p_conversion"]
+TRUTH_COLUMNS = ['p_click', 'p_cvr', 'p_conversion']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,26 +149,26 @@ def _draw_impressions(u: _Universe, rows: int, rng: np.random.Generator) -> dict
     item = rng.choice(N_ITEMS, size=rows, p=u.item_probs)
     price = np.round(u.item_price[item] * rng.lognormal(0.0, PRICE_ROW_SIGMA, rows), 2)
     return {
-        "user": user,
-        "item": item,
-        "device": rng.choice(len(DEVICES), size=rows, p=DEVICE_PROBS),
-        "position": rng.choice(len(POSITION_PROBS), size=rows, p=POSITION_PROBS) + 1,
-        "price": np.maximum(price, 0.01),
-        "activity": rng.poisson(u.user_activity_rate[user]),
+        'user': user,
+        'item': item,
+        'device': rng.choice(len(DEVICES), size=rows, p=DEVICE_PROBS),
+        'position': rng.choice(len(POSITION_PROBS), size=rows, p=POSITION_PROBS) + 1,
+        'price': np.maximum(price, 0.01),
+        'activity': rng.poisson(u.user_activity_rate[user]),
     }
 
 
 def _logits_without_intercepts(u: _Universe, d: dict) -> tuple[np.ndarray, np.ndarray]:
     """The true click and cvr logits, up to the intercepts solved by calibration."""
-    user, item, device = d["user"], d["item"], d["device"]
+    user, item, device = d['user'], d['item'], d['device']
     category = u.item_category[item]
     z_age = (u.user_age[user] - 45.0) / 15.0
-    z_price = (np.log(d["price"]) - PRICE_LOG_MEAN) / PRICE_LOG_SIGMA
-    z_activity = (np.log1p(d["activity"]) - 1.2) / 0.8
-    shared = np.einsum("ij,ij->i", u.user_shared[user], u.item_shared[item])
-    cvr_only = np.einsum("ij,ij->i", u.user_cvr[user], u.item_cvr[item])
+    z_price = (np.log(d['price']) - PRICE_LOG_MEAN) / PRICE_LOG_SIGMA
+    z_activity = (np.log1p(d['activity']) - 1.2) / 0.8
+    shared = np.einsum('ij,ij->i', u.user_shared[user], u.item_shared[item])
+    cvr_only = np.einsum('ij,ij->i', u.user_cvr[user], u.item_cvr[item])
 
-    position = POSITION_EFFECT[d["position"] - 1] * np.where(
+    position = POSITION_EFFECT[d['position'] - 1] * np.where(
         device == 0, MOBILE_POSITION_MULTIPLIER, 1.0)
     click = (shared + u.item_click_bias[item] + u.category_click[category]
              + u.category_age_click[category] * z_age + position
@@ -198,17 +198,17 @@ def _calibrate(u: _Universe, rng: np.random.Generator) -> tuple[float, float]:
 
 def _names(prefix: str, n: int) -> np.ndarray:
     """Id strings as an object array, so indexing it yields pandas-ready columns."""
-    return np.array([f"{prefix}{i}" for i in range(n)], dtype=object)
+    return np.array([f'{prefix}{i}' for i in range(n)], dtype=object)
 
 
 def _check_rows(rows) -> None:
     if isinstance(rows, bool) or not isinstance(rows, numbers.Integral) or rows <= 0:
-        raise ValueError(f"rows must be a positive integer, got {rows!r}")
+        raise ValueError(f'rows must be a positive integer, got {rows!r}')
 
 
 def _check_seed(seed) -> None:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise ValueError(f'seed must be a non-negative integer, got {seed!r}')
 
 
 def simulate(rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -226,21 +226,21 @@ def simulate(rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     click = (rng.random(rows) < p_click).astype(np.int64)
     conversion = click * (rng.random(rows) < p_cvr).astype(np.int64)
 
-    user, item = d["user"], d["item"]
+    user, item = d['user'], d['item']
     examples = pd.DataFrame({
-        "user_id": _names("u", N_USERS)[user],
-        "item_id": _names("i", N_ITEMS)[item],
-        "item_category": _names("c", N_CATEGORIES)[universe.item_category[item]],
-        "device": DEVICES[d["device"]],
-        "ad_position": d["position"].astype(np.int64),
-        "price": d["price"],
-        "user_activity": d["activity"].astype(np.int64),
-        "item_hist_ctr": universe.item_hist_ctr[item],
-        "user_age": universe.user_age[user],
-        "click": click,
-        "conversion": conversion,
+        'user_id': _names('u', N_USERS)[user],
+        'item_id': _names('i', N_ITEMS)[item],
+        'item_category': _names('c', N_CATEGORIES)[universe.item_category[item]],
+        'device': DEVICES[d['device']],
+        'ad_position': d['position'].astype(np.int64),
+        'price': d['price'],
+        'user_activity': d['activity'].astype(np.int64),
+        'item_hist_ctr': universe.item_hist_ctr[item],
+        'user_age': universe.user_age[user],
+        'click': click,
+        'conversion': conversion,
     })
-    truth = pd.DataFrame({"p_click": p_click, "p_cvr": p_cvr, "p_conversion": p_click * p_cvr})
+    truth = pd.DataFrame({'p_click': p_click, 'p_cvr': p_cvr, 'p_conversion': p_click * p_cvr})
     return examples, truth
 
 
@@ -253,30 +253,30 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
 
 def bayes_auc(examples: pd.DataFrame, truth: pd.DataFrame) -> dict:
     """AUC of the true probabilities against the drawn labels: each task's ceiling."""
-    clicked = examples["click"].to_numpy() == 1
-    conversion = examples["conversion"].to_numpy()
+    clicked = examples['click'].to_numpy() == 1
+    conversion = examples['conversion'].to_numpy()
     return {
-        "click": _auc(examples["click"].to_numpy(), truth["p_click"].to_numpy()),
-        "conversion": _auc(conversion, truth["p_conversion"].to_numpy()),
-        "cvr": _auc(conversion[clicked], truth["p_cvr"].to_numpy()[clicked]),
+        'click': _auc(examples['click'].to_numpy(), truth['p_click'].to_numpy()),
+        'conversion': _auc(conversion, truth['p_conversion'].to_numpy()),
+        'cvr': _auc(conversion[clicked], truth['p_cvr'].to_numpy()[clicked]),
     }
 
 
 def _summary(examples: pd.DataFrame, truth: pd.DataFrame, seed: int) -> dict:
-    clicks = int(examples["click"].sum())
-    conversions = int(examples["conversion"].sum())
+    clicks = int(examples['click'].sum())
+    conversions = int(examples['conversion'].sum())
     return {
-        "rows": len(examples),
-        "seed": int(seed),
-        "click_rate": clicks / len(examples),
-        "conversion_rate": conversions / len(examples),
-        "cvr_rate_among_clicks": conversions / clicks if clicks else None,
-        "bayes_auc": bayes_auc(examples, truth),
+        'rows': len(examples),
+        'seed': int(seed),
+        'click_rate': clicks / len(examples),
+        'conversion_rate': conversions / len(examples),
+        'cvr_rate_among_clicks': conversions / clicks if clicks else None,
+        'bayes_auc': bayes_auc(examples, truth),
     }
 
 
 def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+    return 'n/a' if value is None else f'{value:.4f}'
 
 
 def _write_atomically(path: Path, tmp_dir: Path, write) -> None:
@@ -285,7 +285,7 @@ def _write_atomically(path: Path, tmp_dir: Path, write) -> None:
     The temp file lives in `tmp_dir` (same filesystem) so a crash never leaves a
     stray file inside examples/, which ExampleGen reads wholesale.
     """
-    tmp = tmp_dir / f".{path.name}.{os.getpid()}.tmp"
+    tmp = tmp_dir / f'.{path.name}.{os.getpid()}.tmp'
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -296,31 +296,31 @@ def _write_atomically(path: Path, tmp_dir: Path, write) -> None:
 def write_dataset(out_dir, rows: int, seed: int) -> dict:
     """Simulate and write examples/, truth/truth.csv and truth/summary.json; return the summary."""
     if not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir):
-        raise ValueError(f"out_dir must be a non-empty path, got {out_dir!r}")
+        raise ValueError(f'out_dir must be a non-empty path, got {out_dir!r}')
     _check_rows(rows)
     _check_seed(seed)
     start = time.perf_counter()
     out = Path(out_dir)
-    examples_dir, truth_dir = out / "examples", out / "truth"
+    examples_dir, truth_dir = out / 'examples', out / 'truth'
     examples_dir.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
 
     examples, truth = simulate(rows, seed)
     summary = _summary(examples, truth, seed)
     # summary.json goes last: its presence marks a complete dataset.
-    _write_atomically(truth_dir / "truth.csv", out,
+    _write_atomically(truth_dir / 'truth.csv', out,
                       lambda p: truth.to_csv(p, index=False))
-    _write_atomically(examples_dir / "impressions.csv", out,
+    _write_atomically(examples_dir / 'impressions.csv', out,
                       lambda p: examples.to_csv(p, index=False))
-    _write_atomically(truth_dir / "summary.json", out,
-                      lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+    _write_atomically(truth_dir / 'summary.json', out,
+                      lambda p: p.write_text(json.dumps(summary, indent=2) + '\n'))
 
-    auc = {task: _fmt(value) for task, value in summary["bayes_auc"].items()}
-    logger.info("wrote %d rows (seed %d) to %s and %s in %.1fs", rows, seed,
-                examples_dir / "impressions.csv", truth_dir, time.perf_counter() - start)
-    logger.info("click rate %s, conversion rate %s, cvr among clicks %s",
-                _fmt(summary["click_rate"]), _fmt(summary["conversion_rate"]),
-                _fmt(summary["cvr_rate_among_clicks"]))
-    logger.info("Bayes AUC: click %s, conversion %s, cvr %s",
-                auc["click"], auc["conversion"], auc["cvr"])
+    auc = {task: _fmt(value) for task, value in summary['bayes_auc'].items()}
+    logger.info('wrote %d rows (seed %d) to %s and %s in %.1fs', rows, seed,
+                examples_dir / 'impressions.csv', truth_dir, time.perf_counter() - start)
+    logger.info('click rate %s, conversion rate %s, cvr among clicks %s',
+                _fmt(summary['click_rate']), _fmt(summary['conversion_rate']),
+                _fmt(summary['cvr_rate_among_clicks']))
+    logger.info('Bayes AUC: click %s, conversion %s, cvr %s',
+                auc['click'], auc['conversion'], auc['cvr'])
     return summary
