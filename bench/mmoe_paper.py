@@ -10,7 +10,7 @@ w1 and w2 is p as well. The paper gives no values for alpha and beta; Google Res
 generator for this procedure (google-research, synthetic_data_generator.py) uses
 alpha_j = j, beta_j = (j - 1)^2 with c = 1 and m = 10, and so does this one.
 
-Models, all from trainer/layers.py with linear (regression) towers, the paper's sizes: MMoE and
+Models, all from the trainer's layers (blocks.py, mmoe.py) with linear (regression) towers, the paper's sizes: MMoE and
 OMoE (one gate shared by both tasks) with 8 single-layer experts of 16 units; shared-bottom
 with one layer of 8 * 16 = 128 units (the same bottom parameters); towers of 8 units. Loss:
 mean squared error of each task, summed. Training stops when the loss on a validation split

@@ -215,5 +215,5 @@ def load_config(env: Optional[Mapping[str, str]] = None, **overrides) -> Pipelin
     unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in used)
     if unknown:
         raise ConfigError(f'Unknown configuration variable(s) {unknown}; the known fields are '
-                          'listed in pipeline/config.py.')
+                          'listed in pipeline/config.py and trainer/config.py.')
     return config.validate()

@@ -5,7 +5,8 @@
     tfx pipeline create --engine=local --pipeline_path=pipeline/local_runner.py
     tfx run create --engine=local --pipeline_name=funnel-mmoe
 
-Settings come from pipeline/config.py and FUNNEL_* environment variables.
+Settings come from pipeline/config.py (which composes trainer/config.py) and FUNNEL_* environment
+variables.
 """
 
 import argparse

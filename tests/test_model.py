@@ -1,4 +1,5 @@
-"""Tests of trainer/model.py and trainer/layers.py: outputs, gates, gradients, serialization."""
+"""Tests of trainer/model.py and its layers (blocks.py, mmoe.py): outputs, gates, gradients,
+serialization."""
 
 import dataclasses
 

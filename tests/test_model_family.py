@@ -1,5 +1,6 @@
-"""Tests of the model family (trainer/model.py, trainer/layers.py) and the funnel losses and task
-weighting (trainer/losses.py): every architecture x loss on tiny sizes and random data."""
+"""Tests of the model family (trainer/model.py and one module per architecture), the funnel
+losses (trainer/losses.py) and task weighting (trainer/task_weighting.py): every architecture x
+loss on tiny sizes and random data."""
 
 import dataclasses
 import itertools

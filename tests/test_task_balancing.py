@@ -1,4 +1,4 @@
-"""Tests of GradNorm task weighting (trainer/losses.py) and the training schedules
+"""Tests of GradNorm task weighting (trainer/task_weighting.py) and the training schedules
 (trainer/schedules.py): what each changes in a training step, checked on the weights it moves."""
 
 import dataclasses

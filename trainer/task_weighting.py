@@ -1,7 +1,7 @@
 """How the two task losses are weighted (config.task_weighting), as Keras Model subclasses.
 
-'static' multiplies the losses by click_loss_weight and conversion_loss_weight (trainer/losses.py;
-a plain Keras model). 'uncertainty' (UncertaintyWeightedModel) and 'gradnorm' (GradNormModel)
+'static' multiplies the losses by click_loss_weight and conversion_loss_weight (a plain Keras
+model; trainer/losses.py). 'uncertainty' (UncertaintyWeightedModel) and 'gradnorm' (GradNormModel)
 learn the weights. Both scale each task output's sample weights, so Keras' compiled loss,
 metrics and tf.distribute loss scaling stay Keras' own; a training schedule (trainer/schedules.py)
 does the same with weights that follow the step.
