@@ -150,11 +150,15 @@ def train_project(config, data_dir: str, epochs: int) -> Dict[str, np.ndarray]:
     outputs = {name: value.reshape(-1)
                for name, value in shared.predict(model, shared.load(data_dir, 'test')).items()}
     uncalibrated = {f'uncalibrated {name}': value for name, value in outputs.items()}
-    if config.calibration:  # fitted on the validation split, as the pipeline's Trainer does
-        validation = shared.load(data_dir, 'validation')
+    if config.calibration:  # as the pipeline's Trainer does: slopes from the validation split,
+        # means from the training and validation splits together (trainer/calibration.py)
+        splits = [shared.load(data_dir, name) for name in ('train', 'validation')]
+        predicted = [{name: value.reshape(-1) for name, value in shared.predict(model, rows).items()}
+                     for rows in splits]
         calibrator = fit_calibration(
-            {name: value.reshape(-1) for name, value in shared.predict(model, validation).items()},
-            validation)
+            predicted[1], splits[1],
+            {name: np.concatenate([p[name] for p in predicted]) for name in predicted[1]},
+            {label: np.concatenate([rows[label] for rows in splits]) for label in features.LABELS})
         outputs = {name: np.asarray(value).reshape(-1)
                    for name, value in calibrator(outputs).items()}
     return {**outputs, **uncalibrated, 'examples_per_s': examples_per_s}

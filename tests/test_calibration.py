@@ -57,6 +57,33 @@ def test_calibrated_on_new_rows_and_funnel_order(fitted):
     assert np.all(np.diff(outputs[features.P_CLICK][order]) >= -1e-6)
 
 
+def test_means_solved_on_the_pooled_rows(fitted):
+    """With the training rows pooled in, the slopes stay the validation split's and the
+    calibrated means equal the pooled label rates, which pin the true rates down better than a
+    small validation split does."""
+    validation_only, _, _ = fitted
+    small, small_labels, _ = _funnel(3_000, seed=1)  # ~25 conversions: a noisy rate
+    pooled, pooled_labels, _ = _funnel(200_000, seed=4)
+    calibrator = calibration.fit_calibration(small, small_labels, pooled, pooled_labels)
+    outputs = {name: np.asarray(value).reshape(-1) for name, value in calibrator(pooled).items()}
+    for output in (features.P_CLICK, features.P_CONVERSION):
+        label = pooled_labels[features.OUTPUT_LABELS[output]]
+        assert np.mean(outputs[output]) == pytest.approx(np.mean(label), rel=1e-4)
+    alone = calibration.fit_calibration(small, small_labels)
+    slopes = {task: (calibrator.parameters()[task][0], alone.parameters()[task][0])
+              for task in ('click', 'cvr')}
+    assert slopes['click'][0] == pytest.approx(slopes['click'][1])
+    # The cvr slope is fitted on the validation rows too, through the product with the click map,
+    # whose bias now comes from the pooled rows.
+    assert slopes['cvr'][0] == pytest.approx(slopes['cvr'][1], abs=0.05)
+    new_predictions, _, truth = _funnel(100_000, seed=2)
+    for fit in (calibrator, validation_only):
+        outputs = {name: np.asarray(value).reshape(-1) for name, value in fit(
+            new_predictions).items()}
+        assert np.mean(outputs[features.P_CONVERSION]) / np.mean(
+            truth[features.P_CONVERSION]) == pytest.approx(1, abs=0.04)
+
+
 def test_refuses_a_split_without_conversions():
     predictions, labels, _ = _funnel(1000, seed=3)
     labels[features.CONVERSION_LABEL][:] = 0

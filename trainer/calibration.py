@@ -12,20 +12,29 @@ The maps are fitted on the validation split, which training never fits on, with 
   (conversion calibration), it uses every conversion without a selection on clicks, and the
   funnel order p_conversion <= p_click holds by construction. The click map is held fixed in
   that product, so the conversion loss cannot bend the click calibration.
+
+The slopes come from the validation split alone: the model has seen the training rows, on which
+it looks sharper than it is. The biases, which set the calibrated means, are then solved so that
+those means equal the label rates of the training and validation splits together: the model's
+mean prediction is the same on rows it trained on and on rows it did not (the training rows do
+not inflate it), while the validation split alone holds too few conversions to pin their rate
+down (its sampling error, 1 / sqrt(conversions), is about 6% at 1M rows; docs/calibration.md).
 """
 
 import json
 import os
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from scipy.optimize import brentq
 
 from trainer import features
 
 EPSILON = 1e-7           # probabilities are clipped to [EPSILON, 1 - EPSILON] before the logit
 FIT_EPOCHS = 300         # full-batch Adam steps: 4 parameters converge well within this
 FIT_LEARNING_RATE = 0.05
+BIAS_BOUND = 30.0        # the solved biases are searched in [-BIAS_BOUND, BIAS_BOUND]
 # The validation split's reliability data before and after the maps, shipped with the model for
 # the report's before/after diagrams (report/build.py).
 HISTOGRAMS_FILE = os.path.join('assets.extra', 'calibration_histograms.json')
@@ -78,10 +87,23 @@ def _fit(layer: PlattScaling, inputs: Tuple[np.ndarray, ...], label: np.ndarray,
               epochs=FIT_EPOCHS, verbose=0, shuffle=False)
 
 
-def fit_calibration(predictions: Dict[str, np.ndarray],
-                    labels: Dict[str, np.ndarray]) -> FunnelCalibration:
+def _solve_bias(layer: PlattScaling, p: np.ndarray, weight: np.ndarray, rate: float):
+    """Sets the layer's bias so that mean(weight * layer(p)) = rate, its slope unchanged."""
+    slope = float(layer.slope.numpy())
+    p = np.clip(np.asarray(p, np.float64), EPSILON, 1.0 - EPSILON)
+    z = slope * (np.log(p) - np.log1p(-p))
+    def gap(bias):
+        return float(np.mean(weight / (1.0 + np.exp(-(z + bias))))) - rate
+    layer.bias.assign(brentq(gap, -BIAS_BOUND, BIAS_BOUND, xtol=1e-6))
+
+
+def fit_calibration(predictions: Dict[str, np.ndarray], labels: Dict[str, np.ndarray],
+                    rate_predictions: Optional[Dict[str, np.ndarray]] = None,
+                    rate_labels: Optional[Dict[str, np.ndarray]] = None) -> FunnelCalibration:
     """The calibration maps fitted on validation `predictions` (p_click, p_cvr) and `labels`
-    (click, conversion), all [rows] arrays; raises ValueError when a task has no positive or
+    (click, conversion), all [rows] arrays; with `rate_predictions` and `rate_labels` (the
+    training and validation rows), the biases are then solved on those rows so that the
+    calibrated means equal their label rates. Raises ValueError when a task has no positive or
     no negative row, on which nothing can be fitted."""
     for label in features.LABELS:
         positives = int(np.sum(labels[label]))
@@ -96,11 +118,22 @@ def fit_calibration(predictions: Dict[str, np.ndarray],
                  features.P_CVR: tf.constant(p_cvr[:1].reshape(-1, 1), tf.float32)})  # build
     _fit(calibration.click, (p_click,), labels[features.CLICK_LABEL],
          lambda layer, p: layer(p))
-    calibrated_click = calibration.click(
-        tf.constant(p_click.reshape(-1, 1), tf.float32)).numpy()  # fixed in the product
-    _fit(calibration.cvr, (calibrated_click, p_cvr), labels[features.CONVERSION_LABEL],
+    if rate_predictions is not None:
+        _solve_bias(calibration.click, rate_predictions[features.P_CLICK], 1.0,
+                    float(np.mean(rate_labels[features.CLICK_LABEL])))
+    _fit(calibration.cvr, (_apply(calibration.click, p_click), p_cvr),
+         labels[features.CONVERSION_LABEL],
          lambda layer, click, cvr: tf.keras.layers.Multiply()([click, layer(cvr)]))
+    if rate_predictions is not None:  # through the product, the click map fixed
+        _solve_bias(calibration.cvr, rate_predictions[features.P_CVR],
+                    _apply(calibration.click, rate_predictions[features.P_CLICK]),
+                    float(np.mean(rate_labels[features.CONVERSION_LABEL])))
     return calibration
+
+
+def _apply(layer: PlattScaling, p: np.ndarray) -> np.ndarray:
+    """The map of `layer` on the [rows] array p, as a [rows] array."""
+    return layer(tf.constant(np.reshape(p, (-1, 1)), tf.float32)).numpy().reshape(-1)
 
 
 def mean_ratios(predictions: Dict[str, np.ndarray], labels: Dict[str, np.ndarray]

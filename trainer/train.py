@@ -111,17 +111,23 @@ def predict_split(funnel_model: tf.keras.Model, file_pattern: List[str],
 def fit_calibration(funnel_model: tf.keras.Model, fn_args: tfx.components.FnArgs,
                     tft_output: tft.TFTransformOutput,
                     config: ModelConfig) -> Tuple[calibration.FunnelCalibration, Dict, Dict, Dict]:
-    """The calibration maps fitted on the validation split (trainer/calibration.py), with the
-    split's outputs before and after them and its labels."""
+    """The calibration maps fitted on the validation split, their means on the training and
+    validation splits together (trainer/calibration.py); with the validation split's outputs
+    before and after them and its labels."""
     start = time.time()
     outputs, labels = predict_split(funnel_model, fn_args.eval_files, tft_output,
                                     config.batch_size)
-    fitted = calibration.fit_calibration(outputs, labels)
+    train_outputs, train_labels = predict_split(funnel_model, fn_args.train_files, tft_output,
+                                                config.batch_size)
+    pooled = [{name: np.concatenate([train[name], validation[name]]) for name in validation}
+              for train, validation in ((train_outputs, outputs), (train_labels, labels))]
+    fitted = calibration.fit_calibration(outputs, labels, *pooled)  # pooled: outputs, labels
     calibrated = fitted(outputs)
     ratios = [calibration.mean_ratios(p, labels) for p in (outputs, calibrated)]
-    logging.info('Calibration fitted on %d validation rows in %.1f s, (slope, bias) %s; mean '
-                 'prediction / mean label before: %s, after: %s.',
-                 len(labels[features.CLICK_LABEL]), time.time() - start, fitted.parameters(),
+    logging.info('Calibration fitted on %d validation rows (means on %d training and validation '
+                 'rows) in %.1f s, (slope, bias) %s; on the validation split, mean prediction / '
+                 'mean label before: %s, after: %s.', len(labels[features.CLICK_LABEL]),
+                 len(pooled[1][features.CLICK_LABEL]), time.time() - start, fitted.parameters(),
                  *ratios)
     return fitted, outputs, calibrated, labels
 
