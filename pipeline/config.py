@@ -36,11 +36,14 @@ class EvaluationConfig:
     min_cvr_auc: float = 0.52          # p_cvr on clicked impressions
     max_auc_regression: float = 0.02   # candidate may lose at most this much AUC per task
     # Calibration (mean prediction / mean label) of p_click and p_conversion on all eval rows
-    # must lie in this band for the model to be blessed. An eval split without a conversion has
-    # no calibration and fails; gate_calibration=False reports calibration without gating.
+    # must be compatible with this band for the model to be blessed: the interval of
+    # calibration_interval_z standard deviations of the eval split's positive count around it
+    # must reach into the band (pipeline/calibration_interval.py; 0: the calibration itself
+    # must lie in the band). gate_calibration=False reports calibration without gating.
     gate_calibration: bool = True
     min_calibration: float = 0.9
     max_calibration: float = 1.1
+    calibration_interval_z: float = 2.0
     # Equal-width buckets of TFMA's calibration plot over [0, 1]. Conversion probabilities are
     # mostly below 0.01, so the report's reliability diagrams need fine buckets to regroup.
     calibration_plot_buckets: int = 10_000
@@ -54,6 +57,8 @@ class EvaluationConfig:
         require(0 < self.min_calibration <= 1 <= self.max_calibration,
                 'evaluation.min_calibration', (self.min_calibration, self.max_calibration),
                 'and evaluation.max_calibration must satisfy 0 < min <= 1 <= max')
+        require(self.calibration_interval_z >= 0, 'evaluation.calibration_interval_z',
+                self.calibration_interval_z, 'must be >= 0')
         require(self.calibration_plot_buckets >= 1, 'evaluation.calibration_plot_buckets',
                 self.calibration_plot_buckets, 'must be >= 1')
 

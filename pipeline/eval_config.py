@@ -4,34 +4,45 @@ Metrics per task: AUC, log loss, calibration (mean prediction / mean label), mea
 mean label, example count and a calibration plot (the report's reliability diagrams). p_click
 and p_conversion are scored on all impressions, p_cvr on clicked impressions (the slice
 click = 1). Blessing also needs the calibration of p_click and p_conversion on the overall slice
-within [min_calibration, max_calibration]; calibration is reported on every slice but gated on
-the overall one only (a small slice's few conversions make its ratio noise). The model's own
-compiled Keras metrics are left out: its approximate `auc` would
-share a name with TFMA's. Blessing thresholds apply only to the slice each task is judged on: a
-small slice without positives has an undefined AUC and must not block a push. The label
-columns and the extra slices come from the feature spec (trainer/features.py).
+to be compatible with [min_calibration, max_calibration] given the eval split's positives (its
+sampling interval must reach into the band: pipeline/calibration_interval.py); calibration is
+reported on every slice but gated on the overall one only. The model's own compiled Keras
+metrics are left out: its approximate `auc` would share a name with TFMA's. Blessing thresholds
+apply only to the slice each task is judged on: a small slice without positives has an
+undefined AUC and must not block a push. The label columns and the extra slices come from the
+feature spec (trainer/features.py).
 """
 
 import json
+from typing import List
 
 import tensorflow_model_analysis as tfma
 
+from pipeline import calibration_interval
 from pipeline.config import EvaluationConfig
 from trainer import features
 
 OVERALL_SLICE = tfma.SlicingSpec()
 
 
-def _calibration_metric(output: str, config: EvaluationConfig) -> tfma.MetricConfig:
-    """Calibration, gated to the band on the overall slice for p_click and p_conversion (what
-    a bidder multiplies; p_cvr is their ratio)."""
+def _calibration_metrics(output: str, config: EvaluationConfig) -> List[tfma.MetricConfig]:
+    """Calibration on every slice; for p_click and p_conversion (what a bidder multiplies; p_cvr
+    is their ratio) also the ends of its sampling interval, gated against the band on the
+    overall slice (pipeline/calibration_interval.py)."""
+    metrics = [tfma.MetricConfig(class_name='Calibration')]
     if output == features.P_CVR or not config.gate_calibration:
-        return tfma.MetricConfig(class_name='Calibration')
-    band = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
-        lower_bound={'value': config.min_calibration},
-        upper_bound={'value': config.max_calibration}))
-    return tfma.MetricConfig(class_name='Calibration', per_slice_thresholds=[
-        tfma.PerSliceMetricThreshold(slicing_specs=[OVERALL_SLICE], threshold=band)])
+        return metrics
+    for end, bound in (('lower', {'upper_bound': {'value': config.max_calibration}}),
+                       ('upper', {'lower_bound': {'value': config.min_calibration}})):
+        threshold = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(**bound))
+        metrics.append(tfma.MetricConfig(
+            class_name=calibration_interval.CalibrationBound.__name__,
+            module=calibration_interval.__name__,
+            config=json.dumps({'name': f'calibration_{end}_bound', 'end': end,
+                               'z': config.calibration_interval_z}),
+            per_slice_thresholds=[tfma.PerSliceMetricThreshold(slicing_specs=[OVERALL_SLICE],
+                                                               threshold=threshold)]))
+    return metrics
 
 
 def _task_metrics(output: str, min_auc: float, judged_on: tfma.SlicingSpec,
@@ -47,7 +58,7 @@ def _task_metrics(output: str, min_auc: float, judged_on: tfma.SlicingSpec,
         tfma.MetricConfig(class_name='AUC', per_slice_thresholds=[
             tfma.PerSliceMetricThreshold(slicing_specs=[judged_on], threshold=auc_threshold)]),
         tfma.MetricConfig(class_name='BinaryCrossentropy', config='{"name": "log_loss"}'),
-        _calibration_metric(output, config),
+        *_calibration_metrics(output, config),
         tfma.MetricConfig(class_name='MeanPrediction'),
         tfma.MetricConfig(class_name='MeanLabel'),
         tfma.MetricConfig(class_name='ExampleCount'),

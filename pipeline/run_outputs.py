@@ -7,6 +7,7 @@ with tfma.load_metrics rather than tfma.load_eval_result, which also parses ever
 """
 
 import dataclasses
+import json
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -139,7 +140,8 @@ def _slicing_spec_name(spec) -> str:
 
 
 def blessing_thresholds(evaluation_uri: str) -> List[Tuple[str, str, str, str]]:
-    """The blessing rule the evaluation applied: (output, metric, slice, threshold) rows."""
+    """The blessing rule the evaluation applied: (output, metric, slice, threshold) rows; the
+    metric is named as in its config, else by its class."""
     eval_config, _, _, _ = tfma.writers.eval_config_writer.load_eval_run(evaluation_uri)
     rows = []
     for spec in eval_config.metrics_specs:
@@ -148,7 +150,8 @@ def blessing_thresholds(evaluation_uri: str) -> List[Tuple[str, str, str, str]]:
                          for item in metric.per_slice_thresholds for slicing in item.slicing_specs]
             if metric.HasField('threshold'):
                 per_slice.append(('every slice', metric.threshold))
-            rows += [(output, metric.class_name, slice_, describe_threshold(threshold))
+            name = json.loads(metric.config or '{}').get('name', metric.class_name)
+            rows += [(output, name, slice_, describe_threshold(threshold))
                      for output in spec.output_names for slice_, threshold in per_slice]
     return rows
 

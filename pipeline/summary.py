@@ -62,8 +62,9 @@ def task_aucs(evaluation_uri: str, click_column: str) -> Dict[str, Dict[str, flo
     for task, output, slice_name, _ in judged_tasks(click_column):
         metrics = table.get((output, slice_name), {})
         candidate = metrics.get(run_outputs.CANDIDATE, {})
-        aucs[task] = {name: candidate[name] for name in ('auc', 'example_count', 'calibration')
-                      if name in candidate}
+        aucs[task] = {name: candidate[name] for name in (
+            'auc', 'example_count', 'calibration', 'calibration_lower_bound',
+            'calibration_upper_bound') if name in candidate}
         if 'auc' in metrics.get(run_outputs.BASELINE, {}):
             aucs[task]['baseline_auc'] = metrics[run_outputs.BASELINE]['auc']
     return aucs
@@ -99,7 +100,7 @@ def summarize(config: config_lib.PipelineConfig, truth_path: Optional[str] = Non
                               if evaluation else []),
         'calibration_band': [row for row in (run_outputs.blessing_thresholds(evaluation.uri)
                                              if evaluation else [])
-                             if row[1] == 'Calibration'],
+                             if row[1].startswith('calibration')],
         'slice_calibration': slice_calibration(evaluation.uri) if evaluation else [],
     }
     if truth_path:
@@ -119,22 +120,31 @@ def format_summary(summary: Dict) -> str:
     lines += [f'  failed: {failure}' for failure in summary['blessing_failures']]
     lines += [f"Pushed model: {summary['pushed_to'] or 'nothing pushed by the latest Pusher run'}",
               '',
-              '| task | AUC | baseline AUC | Bayes AUC | AUC / Bayes | calibration | examples |',
-              '|---|---|---|---|---|---|---|']
+              '| task | AUC | baseline AUC | Bayes AUC | AUC / Bayes | calibration | interval | '
+              'examples |', '|---|---|---|---|---|---|---|---|']
     for task, m in summary['tasks'].items():
         auc, bayes = m.get('auc'), m.get('bayes_auc')
         ratio = f'{auc / bayes:.3f}' if auc is not None and bayes else '-'
         lines.append(f"| {task} | {_fmt(auc)} | {_fmt(m.get('baseline_auc'))} | {_fmt(bayes)} | "
-                     f"{ratio} | {_fmt(m.get('calibration'))} | "
+                     f"{ratio} | {_fmt(m.get('calibration'))} | {_interval(m)} | "
                      f"{int(m.get('example_count', 0))} |")
     lines += ['', 'Calibration (mean prediction / mean label) per slice; blessing needs '
-              + ', '.join(f'{output} {threshold} on {slice_}'
-                          for output, _, slice_, threshold in summary['calibration_band']),
+              + ', '.join(f'{output} {metric} {threshold} on {slice_}'
+                          for output, metric, slice_, threshold in summary['calibration_band']),
               '| slice | click | clicks | conversion | conversions |', '|---|---|---|---|---|']
     lines += [f"| {row['slice']} | {_fmt(row['click'])} | {row['click positives']:.0f} | "
               f"{_fmt(row['conversion'])} | {row['conversion positives']:.0f} |"
               for row in summary['slice_calibration']]
     return '\n'.join(lines)
+
+
+def _interval(metrics: Dict) -> str:
+    """The calibration's sampling interval the blessing gates on (pipeline/calibration_interval.py),
+    or '-' for a task without one."""
+    if 'calibration_lower_bound' not in metrics:
+        return '-'
+    return (f"{_fmt(metrics['calibration_lower_bound'])}-"
+            f"{_fmt(metrics.get('calibration_upper_bound'))}")
 
 
 def _fmt(value) -> str:

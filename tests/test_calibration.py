@@ -93,18 +93,27 @@ def test_refuses_a_split_without_conversions():
 
 @pytest.mark.parametrize('gate', [True, False])
 def test_blessing_gates_calibration_on_the_overall_slice_only(gate):
+    """The band is applied to the ends of the calibration's interval, on the overall slice."""
+    import json
+
     from conftest import SPEC
     from pipeline.config import EvaluationConfig
     from pipeline.eval_config import OVERALL_SLICE, make_eval_config
 
-    config = EvaluationConfig(min_calibration=0.8, max_calibration=1.25, gate_calibration=gate)
+    config = EvaluationConfig(min_calibration=0.8, max_calibration=1.25, gate_calibration=gate,
+                              calibration_interval_z=1.5)
     gated = {}
     for spec in make_eval_config(config, SPEC).metrics_specs:
-        metric = next(m for m in spec.metrics if m.class_name == 'Calibration')
-        assert not metric.HasField('threshold')  # never on every slice
+        metrics = [m for m in spec.metrics if 'Calibration' in m.class_name
+                   and m.class_name != 'CalibrationPlot']
+        assert not any(m.HasField('threshold') for m in metrics)  # never on every slice
         gated[spec.output_names[0]] = [
-            (list(item.slicing_specs), item.threshold.value_threshold.lower_bound.value,
+            (json.loads(m.config or '{}'), list(item.slicing_specs),
+             item.threshold.value_threshold.lower_bound.value,
              item.threshold.value_threshold.upper_bound.value)
-            for item in metric.per_slice_thresholds]
-    band = [([OVERALL_SLICE], 0.8, 1.25)] if gate else []
+            for m in metrics for item in m.per_slice_thresholds]
+    band = [({'name': 'calibration_lower_bound', 'end': 'lower', 'z': 1.5}, [OVERALL_SLICE],
+             0.0, 1.25),
+            ({'name': 'calibration_upper_bound', 'end': 'upper', 'z': 1.5}, [OVERALL_SLICE],
+             0.8, 0.0)] if gate else []
     assert gated == {features.P_CLICK: band, features.P_CONVERSION: band, features.P_CVR: []}
