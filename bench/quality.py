@@ -136,7 +136,7 @@ def train_project(config, data_dir: str, epochs: int) -> Dict[str, np.ndarray]:
 
     from trainer.calibration import fit_calibration
     from trainer.in_memory import epoch_batches
-    from trainer.losses import split_labels
+    from trainer.labels import split_labels
     from trainer.train import build_compiled_model
 
     tf.keras.backend.clear_session()
