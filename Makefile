@@ -42,7 +42,7 @@ export FUNNEL_SCHEMA_PATH := $(abspath $(SCHEMA))
 endif
 export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 
-.PHONY: install data run validate schema report test test-fast bench bench-mmoe-paper reliability clean
+.PHONY: install data run validate schema report test test-fast lint bench bench-mmoe-paper reliability clean
 install: $(VENV)/.installed
 
 $(UV):
@@ -81,8 +81,12 @@ schema: install
 report: install
 	$(PY) -m report.build
 
-test: install kfp-venv
+test: install kfp-venv lint
 	$(PY) -m pytest -v --durations=15 tests
+
+# The linter (ruff; its rules are in pyproject.toml), run by `make test`.
+lint: install
+	$(PY) -m ruff check .
 
 test-fast: install
 	$(PY) -m pytest -q -m 'not slow' tests
