@@ -17,15 +17,13 @@ import argparse
 import json
 import os
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+import numpy as np
+import tensorflow as tf
+from deepctr.feature_column import DenseFeat, SparseFeat
+from deepctr.models.multitask import ESMM, MMOE, PLE
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from deepctr.feature_column import DenseFeat, SparseFeat  # noqa: E402
-from deepctr.models.multitask import ESMM, MMOE, PLE  # noqa: E402
-
-from bench import shared  # noqa: E402
-from trainer import in_memory  # noqa: E402
+from bench import shared
+from trainer import in_memory
 
 MODELS = ('MMOE', 'ESMM', 'PLE')
 

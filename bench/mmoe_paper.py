@@ -30,11 +30,9 @@ import time
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
+import tensorflow as tf
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-import tensorflow as tf  # noqa: E402
-
-from trainer import blocks, mmoe  # noqa: E402
+from trainer import blocks, mmoe
 
 ARCHITECTURES = ('shared_bottom', 'omoe', 'mmoe')
 LABELS = {'shared_bottom': 'shared-bottom', 'omoe': 'OMoE', 'mmoe': 'MMoE'}
