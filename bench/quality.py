@@ -391,7 +391,7 @@ def report(grid: List[dict], curve: List[dict], args, elapsed: float) -> str:
         'Data: `python -m simulator` with its designed difficulty (Zipf-tailed user and item ids, '
         'user x item latent interactions, a conversion-only interaction, a missing feature); '
         'nothing was made easier for the benchmark. 70% of the rows train, 10% are the validation '
-        'split (the project\'s calibration maps are fitted on it; nothing trains on it), 20% are '
+        'split (the project\'s calibration slopes are fitted on it; nothing trains on it), 20% are '
         f'held out (split seed {data.SPLIT_SEED}); tf.Transform fits the project\'s '
         'preprocessing_fn on the train split and maps all three; every system reads the same '
         'transformed arrays. '
@@ -407,7 +407,8 @@ def report(grid: List[dict], curve: List[dict], args, elapsed: float) -> str:
                   f'{size["test_rows"]:,} held out, {size["clicked_test_rows"]:,} of them '
                   f'clicked; {size["epochs"]} epochs)', ''] + size_table(size) + [
             '', f'Calibration per seed (mean prediction / mean label; project systems: before '
-            f'-> after the calibration maps fitted on the validation split; worst slice: the '
+            f'-> after the calibration maps: slopes from the validation split, means from the '
+            f'train and validation splits, as in the Trainer; worst slice: the '
             f'device or ad_position slice with at least {SLICE_MIN_POSITIVES} positives '
             'furthest from 1). The Bayes row above is the noise floor: the true probabilities '
             'on the same rows.', ''] + calibration_table(size) + ['']
