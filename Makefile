@@ -49,9 +49,12 @@ $(UV):
 	$(PYTHON) -m venv .uv
 	.uv/bin/pip install --quiet uv==$(UV_VERSION)
 
+# Bytecode is compiled once at install: every process that imports TFX (each task of the
+# Kubeflow conformance test, the TFX CLI) would otherwise compile its sources again wherever
+# PYTHONDONTWRITEBYTECODE is set.
 $(VENV)/.installed: requirements.txt pyproject.toml | $(UV)
 	test -x $(PY) || $(UV) venv --seed --python $(PYTHON) $(VENV)
-	$(UV) pip install --python $(PY) --no-deps -r requirements.txt
+	$(UV) pip install --python $(PY) --no-deps --compile-bytecode -r requirements.txt
 	$(UV) pip install --python $(PY) --no-deps -e .
 	$(UV) pip check --python $(PY)
 	touch $@
@@ -117,7 +120,8 @@ kfp-venv: $(KFP_VENV)/.installed
 
 $(KFP_VENV)/.installed: kubeflow/requirements-kfp.txt | $(UV)
 	test -x $(KFP_VENV)/bin/python || $(UV) venv --python $(PYTHON) $(KFP_VENV)
-	$(UV) pip install --python $(KFP_VENV)/bin/python --no-deps -r kubeflow/requirements-kfp.txt
+	$(UV) pip install --python $(KFP_VENV)/bin/python --no-deps --compile-bytecode \
+	  -r kubeflow/requirements-kfp.txt
 	$(UV) pip check --python $(KFP_VENV)/bin/python
 	touch $@
 

@@ -1,6 +1,7 @@
 """Runs a compiled KFP pipeline spec on this machine the way the open-source backend runs it.
 
-Each task of the root DAG runs in DAG order. For a container task it builds the ExecutorInput
+Each task of the root DAG runs once its upstream tasks are done, independent tasks at the same
+time (as Argo runs them). For a container task it builds the ExecutorInput
 as KFP's driver does (backend/src/v2/driver/driver.go: input parameters from constants and run
 parameters, component defaults; input artifacts from the producers' outputs; one output
 artifact per output definition at <pipeline root>/<run>/<task>/<salt>/<name>, named after its
@@ -21,27 +22,18 @@ import re
 import subprocess
 import sys
 import uuid
+from concurrent import futures
 from typing import Dict, List
 
 ArtifactLists = Dict[str, List[dict]]
 
 
-def task_order(tasks: dict) -> List[str]:
-    """The tasks in an order where each comes after the tasks it depends on."""
-    def upstream(name):
-        inputs = tasks[name].get('inputs', {}).get('artifacts', {}).values()
-        producers = {a['taskOutputArtifact']['producerTask'] for a in inputs
-                     if 'taskOutputArtifact' in a}
-        return set(tasks[name].get('dependentTasks', [])) | producers
-
-    order, done = [], set()
-    while len(order) < len(tasks):
-        ready = sorted(n for n in tasks if n not in done and upstream(n) <= done)
-        if not ready:
-            raise ValueError(f'the DAG has a cycle among {sorted(set(tasks) - done)}')
-        order += ready
-        done.update(ready)
-    return order
+def upstream(tasks: dict, name: str) -> set:
+    """The tasks `name` waits for: its dependentTasks and the producers of its input artifacts."""
+    inputs = tasks[name].get('inputs', {}).get('artifacts', {}).values()
+    producers = {a['taskOutputArtifact']['producerTask'] for a in inputs
+                 if 'taskOutputArtifact' in a}
+    return set(tasks[name].get('dependentTasks', [])) | producers
 
 
 def _parameter_values(task: dict, component: dict, run_parameters: dict) -> dict:
@@ -135,8 +127,13 @@ def run_container(name: str, task: dict, component: dict, container: dict, run_r
 
 
 def run_spec(spec: dict, pipeline_root: str, log_dir: str, run_parameters: dict = None,
-             env: dict = None) -> Dict[str, ArtifactLists]:
-    """Runs every task of `spec` (a PipelineSpec dict) as one run; {task: output artifacts}."""
+             env: dict = None, workers: int = 2) -> Dict[str, ArtifactLists]:
+    """Runs every task of `spec` (a PipelineSpec dict) as one run; {task: output artifacts}.
+
+    As on the backend (Argo starts every task whose upstream tasks are done), tasks run as soon
+    as their upstream tasks are done, up to `workers` at a time; a failed task stops the run
+    once the tasks already running end.
+    """
     parameters = {name: p['defaultValue'] for name, p in
                   spec['root'].get('inputDefinitions', {}).get('parameters', {}).items()
                   if 'defaultValue' in p}
@@ -146,19 +143,33 @@ def run_spec(spec: dict, pipeline_root: str, log_dir: str, run_parameters: dict 
     env = dict(os.environ if env is None else env)
     env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env.get('PATH', '')
     tasks, outputs = spec['root']['dag']['tasks'], {}
-    for name in task_order(tasks):
+
+    def run_task(name, done_outputs):
         component = spec['components'][tasks[name]['componentRef']['name']]
         executor = spec['deploymentSpec']['executors'][component['executorLabel']]
         if 'importer' in executor:
             importer = executor['importer']
             [key] = component['outputDefinitions']['artifacts']
-            outputs[name] = {key: [{'name': key, 'type': importer['typeSchema'],
-                                    'uri': importer['artifactUri']['constant'],
-                                    'metadata': importer.get('metadata', {})}]}
-        elif 'container' in executor:
-            outputs[name] = run_container(name, tasks[name], component, executor['container'],
-                                          run_root, parameters, outputs, env, log_dir)
-        else:
-            raise ValueError(f'task {name}: executor {sorted(executor)} is neither a container '
-                             'nor an importer')
+            return {key: [{'name': key, 'type': importer['typeSchema'],
+                           'uri': importer['artifactUri']['constant'],
+                           'metadata': importer.get('metadata', {})}]}
+        if 'container' in executor:
+            return run_container(name, tasks[name], component, executor['container'], run_root,
+                                 parameters, done_outputs, env, log_dir)
+        raise ValueError(f'task {name}: executor {sorted(executor)} is neither a container '
+                         'nor an importer')
+
+    running = {}
+    with futures.ThreadPoolExecutor(workers) as pool:
+        while len(outputs) < len(tasks):
+            waiting = set(tasks) - set(outputs) - set(running.values())
+            ready = sorted(name for name in waiting if upstream(tasks, name) <= set(outputs))
+            for name in ready[:workers - len(running)]:
+                running[pool.submit(run_task, name, dict(outputs))] = name
+            if not running:
+                raise ValueError(f'the DAG has a cycle among {sorted(set(tasks) - set(outputs))}')
+            done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+            for future in sorted(done, key=running.get):
+                name = running.pop(future)
+                outputs[name] = future.result()
     return outputs

@@ -1,5 +1,6 @@
-"""The compiled KFP package, run task by task on this machine as the open-source backend runs it
-(tests/kfp_launcher.py): every task's command and arguments exactly as the spec holds them,
+"""The compiled KFP package, run on this machine as the open-source backend runs it
+(tests/kfp_launcher.py: each task once its upstream tasks are done, independent tasks two at a
+time): every task's command and arguments exactly as the spec holds them,
 through TFX's own container entrypoint, the ExecutorInput built as KFP's driver and launcher
 build it, artifacts passed between tasks. The bucket is a local folder and Beam the
 DirectRunner (compiled in, as a user would compile Flink or Dataflow arguments).
