@@ -31,7 +31,7 @@ from tfx.utils import proto_utils
 from bench import results_file
 from bench.speed import output_uri
 from components.production_model import EvaluatorExecutor
-from pipeline import eval_config as pipeline_eval_config
+from pipeline import eval_config as pipeline_eval_config, eval_metrics
 from pipeline.config import load_config
 
 Change = Callable[[tfma.EvalConfig], None]
@@ -52,6 +52,14 @@ def _native_log_loss(config: tfma.EvalConfig):
                 metric.class_name = 'BinaryCrossEntropy'   # TFMA's own combiner
 
 
+def tfma_means(config: tfma.EvalConfig):
+    for spec in config.metrics_specs:
+        for metric in spec.metrics:
+            if metric.module == eval_metrics.__name__:  # read off the histogram
+                metric.class_name = metric.class_name[len('Histogram'):]  # TFMA's own
+                metric.module = ''
+
+
 def _overall_slice_only(config: tfma.EvalConfig):
     del config.slicing_specs[1:]
 
@@ -68,10 +76,8 @@ VARIANTS: Dict[str, Tuple[str, Change, List[str]]] = {
     'no-log-loss': ('no log loss', _without('BinaryCrossentropy'), IN_PROCESS),
     'native-log-loss': ('TFMA\'s native log loss instead of the Keras metric',
                         _native_log_loss, IN_PROCESS),
-    'no-means': ('no Calibration, MeanLabel, MeanPrediction, ExampleCount',
-                 lambda config: [_without(name)(config) for name in (
-                     'Calibration', 'MeanLabel', 'MeanPrediction', 'ExampleCount')],
-                 IN_PROCESS),
+    'tfma-means': ('TFMA\'s own Calibration, MeanLabel, MeanPrediction, ExampleCount combiners',
+                   tfma_means, IN_PROCESS),
     'multi-process': ('the multi-processing DirectRunner, a worker per core',
                       lambda config: None, MULTI_PROCESS),
 }
@@ -128,20 +134,17 @@ def _numbers(value, path: str, into: Dict[str, float]):
         into[path] = float(value)
 
 
-def results(out: str) -> Tuple[Dict[str, float], bool]:
-    """Every number the Evaluator wrote (metrics, diffs, plots, per slice), and the blessing."""
-    numbers: Dict[str, float] = {}
-    evaluation = os.path.join(out, 'evaluation')
+def numbers(evaluation: str) -> Dict[str, float]:
+    """Every number TFMA wrote under `evaluation` (metrics, diffs, plots, per slice), by path."""
+    found: Dict[str, float] = {}
     for records in (tfma.load_metrics(evaluation), tfma.load_plots(evaluation)):
         for record in records:
             slice_key = json.dumps(json_format.MessageToDict(record.slice_key), sort_keys=True)
             for entry in list(getattr(record, 'metric_keys_and_values', [])) + list(
                     getattr(record, 'plot_keys_and_values', [])):
                 key = json.dumps(json_format.MessageToDict(entry.key), sort_keys=True)
-                _numbers(json_format.MessageToDict(entry.value), f'{slice_key} {key}',
-                         numbers)
-    blessed = os.path.exists(os.path.join(out, 'blessing', 'BLESSED'))
-    return numbers, blessed
+                _numbers(json_format.MessageToDict(entry.value), f'{slice_key} {key}', found)
+    return found
 
 
 def largest_difference(reference: Dict[str, float], other: Dict[str, float]) -> Tuple[float,
@@ -184,7 +187,8 @@ def main():
                 seconds[name].append(run_evaluator(eval_config, beam_args, inputs, out))
                 logging.info('%s: %.1f s', name, seconds[name][-1])
                 if round_ == 0:
-                    outcome[name] = results(out)
+                    outcome[name] = (numbers(os.path.join(out, 'evaluation')),
+                                     os.path.exists(os.path.join(out, 'blessing', 'BLESSED')))
     reference, blessed = outcome[names[0]]
     lines = [f'The Evaluator on {args.rows:,} eval rows of {config.pipeline_name}, candidate and '
              f'baseline, {args.rounds} round(s); load average {os.getloadavg()[0]:.1f} at the '

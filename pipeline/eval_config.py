@@ -16,21 +16,28 @@ import json
 
 import tensorflow_model_analysis as tfma
 
+from pipeline import eval_metrics
 from pipeline.config import EvaluationConfig
 from trainer import features
 
 OVERALL_SLICE = tfma.SlicingSpec()
 
 
+def _from_histogram(class_name: str, **fields) -> tfma.MetricConfig:
+    """TFMA's metric `class_name`, read off the calibration histogram (pipeline/eval_metrics.py)."""
+    return tfma.MetricConfig(class_name=f'Histogram{class_name}', module=eval_metrics.__name__,
+                             **fields)
+
+
 def _calibration_metric(output: str, config: EvaluationConfig) -> tfma.MetricConfig:
     """Calibration, gated to the band on the overall slice for p_click and p_conversion (what
     a bidder multiplies; p_cvr is their ratio)."""
     if output == features.P_CVR or not config.gate_calibration:
-        return tfma.MetricConfig(class_name='Calibration')
+        return _from_histogram('Calibration')
     band = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
         lower_bound={'value': config.min_calibration},
         upper_bound={'value': config.max_calibration}))
-    return tfma.MetricConfig(class_name='Calibration', per_slice_thresholds=[
+    return _from_histogram('Calibration', per_slice_thresholds=[
         tfma.PerSliceMetricThreshold(slicing_specs=[OVERALL_SLICE], threshold=band)])
 
 
@@ -48,9 +55,9 @@ def _task_metrics(output: str, min_auc: float, judged_on: tfma.SlicingSpec,
             tfma.PerSliceMetricThreshold(slicing_specs=[judged_on], threshold=auc_threshold)]),
         tfma.MetricConfig(class_name='BinaryCrossentropy', config='{"name": "log_loss"}'),
         _calibration_metric(output, config),
-        tfma.MetricConfig(class_name='MeanPrediction'),
-        tfma.MetricConfig(class_name='MeanLabel'),
-        tfma.MetricConfig(class_name='ExampleCount'),
+        _from_histogram('MeanPrediction'),
+        _from_histogram('MeanLabel'),
+        _from_histogram('ExampleCount'),
         tfma.MetricConfig(class_name='CalibrationPlot', config=json.dumps(
             {'num_buckets': config.calibration_plot_buckets})),
     ])

@@ -73,7 +73,7 @@ def test_blessing_gates_calibration_on_the_overall_slice_only(gate):
     config = EvaluationConfig(min_calibration=0.8, max_calibration=1.25, gate_calibration=gate)
     gated = {}
     for spec in make_eval_config(config, SPEC).metrics_specs:
-        metric = next(m for m in spec.metrics if m.class_name == 'Calibration')
+        metric = next(m for m in spec.metrics if m.class_name == 'HistogramCalibration')
         assert not metric.HasField('threshold')  # never on every slice
         gated[spec.output_names[0]] = [
             (list(item.slicing_specs), item.threshold.value_threshold.lower_bound.value,
