@@ -1,6 +1,7 @@
 """Where the Evaluator's time goes, and proof that a cheaper Evaluator gives the same numbers.
 
-    make run && make run && python -m bench.evaluator_cost [--rows 20000] [--rounds 2]
+    make run && make run && python -m bench.evaluator_cost [--rows 20000] [--rounds 2] \
+        [--variants tfma-means,pipeline] [--profile 40]
 
 Each variant runs the pipeline's own Evaluator executor (components/production_model.py, TFX's
 Evaluator: TFXIO read, TFMA, validation, blessing) on the same first --rows rows of the latest
@@ -13,10 +14,13 @@ is the same.
 """
 
 import argparse
+import cProfile
 import glob
 import json
 import logging
 import os
+import pstats
+import resource
 import tempfile
 import time
 from typing import Callable, Dict, List, Tuple
@@ -104,9 +108,16 @@ def _eval_rows(config, rows: int, folder: str):
     return _artifact(standard_artifacts.Examples, folder, split_names='["eval"]')
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (multi-processing workers)."""
+    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
 def run_evaluator(eval_config: tfma.EvalConfig, beam_args: List[str], inputs: dict,
-                  out: str) -> float:
-    """Seconds of one run of the pipeline's Evaluator executor; results under `out`."""
+                  out: str) -> Tuple[float, float]:
+    """(Wall seconds, CPU seconds) of one run of the pipeline's Evaluator executor; results
+    under `out`. CPU seconds are what machine load changes least."""
     outputs = {specs.EVALUATION_KEY: [_artifact(standard_artifacts.ModelEvaluation,
                                                 os.path.join(out, 'evaluation'))],
                specs.BLESSING_KEY: [_artifact(standard_artifacts.ModelBlessing,
@@ -117,9 +128,9 @@ def run_evaluator(eval_config: tfma.EvalConfig, beam_args: List[str], inputs: di
                   specs.EXAMPLE_SPLITS_KEY: json.dumps(['eval'])}
     executor = EvaluatorExecutor(base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=list(beam_args), tmp_dir=os.path.join(out, 'tmp')))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     executor.Do(inputs, outputs, properties)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _cpu_seconds() - cpu
 
 
 def _numbers(value, path: str, into: Dict[str, float]):
@@ -165,6 +176,9 @@ def main():
     parser.add_argument('--rounds', type=int, default=1, help='runs of every variant')
     parser.add_argument('--variants', default=','.join(VARIANTS),
                         help='comma-separated names of VARIANTS, the reference first')
+    parser.add_argument('--profile', type=int, default=0, metavar='N',
+                        help='profile the first variant\'s first run (cProfile) and print its '
+                             'N costliest functions by cumulative time')
     args = parser.parse_args()
     names = args.variants.split(',')
     config = load_config()
@@ -173,7 +187,7 @@ def main():
               specs.BASELINE_MODEL_KEY: [_artifact(standard_artifacts.Model,
                                                    output_uri(config, 'ProductionModel',
                                                               'model'))]}
-    seconds: Dict[str, List[float]] = {name: [] for name in names}
+    seconds: Dict[str, List[Tuple[float, float]]] = {name: [] for name in names}
     outcome: Dict[str, Tuple[Dict[str, float], bool]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         inputs[specs.EXAMPLES_KEY] = [_eval_rows(config, args.rows, os.path.join(tmp, 'rows'))]
@@ -184,8 +198,14 @@ def main():
                                                                     config.feature_spec())
                 change(eval_config)
                 out = os.path.join(tmp, f'{round_}-{i}')
+                profile = cProfile.Profile() if args.profile and not (round_ or i) else None
+                if profile:
+                    profile.enable()
                 seconds[name].append(run_evaluator(eval_config, beam_args, inputs, out))
-                logging.info('%s: %.1f s', name, seconds[name][-1])
+                if profile:
+                    profile.disable()
+                    pstats.Stats(profile).sort_stats('cumulative').print_stats(args.profile)
+                logging.info('%s: %.1f s, %.1f CPU s', name, *seconds[name][-1])
                 if round_ == 0:
                     outcome[name] = (numbers(os.path.join(out, 'evaluation')),
                                      os.path.exists(os.path.join(out, 'blessing', 'BLESSED')))
@@ -193,13 +213,15 @@ def main():
     lines = [f'The Evaluator on {args.rows:,} eval rows of {config.pipeline_name}, candidate and '
              f'baseline, {args.rounds} round(s); load average {os.getloadavg()[0]:.1f} at the '
              'end', '',
-             '| variant | seconds per round | / reference (mean) | largest difference from '
-             'the reference | where | blessing as the reference |', '|---|---|---|---|---|---|']
-    mean = {name: sum(s) / len(s) for name, s in seconds.items()}
+             '| variant | seconds per round (CPU seconds) | / reference, CPU | largest difference '
+             'from the reference | where | blessing as the reference |',
+             '|---|---|---|---|---|---|']
+    cpu = {name: sum(c for _, c in runs) / len(runs) for name, runs in seconds.items()}
     for name in names:
         difference, where = largest_difference(reference, outcome[name][0])
-        lines.append(f'| {VARIANTS[name][0]} | {" / ".join(f"{s:.1f}" for s in seconds[name])} | '
-                     f'{mean[name] / mean[names[0]]:.2f} | {difference:.2g} | {where[:120]} | '
+        runs = ' / '.join(f'{wall:.1f} ({c:.1f})' for wall, c in seconds[name])
+        lines.append(f'| {VARIANTS[name][0]} | {runs} | {cpu[name] / cpu[names[0]]:.2f} | '
+                     f'{difference:.2g} | {where[:100]} | '
                      f'{"yes" if outcome[name][1] == blessed else "NO"} |')
     print('\n'.join(lines))
 
