@@ -54,7 +54,7 @@ def before_issue_15(config: tfma.EvalConfig):
     for spec in config.metrics_specs:
         for metric in spec.metrics:
             if metric.module == eval_metrics.__name__:  # read off the histogram
-                metric.class_name = metric.class_name[len('Histogram'):]  # TFMA's own
+                metric.class_name = eval_metrics.tfma_class_name(metric)  # TFMA's own
                 metric.module = ''
 
 

@@ -25,8 +25,8 @@ OVERALL_SLICE = tfma.SlicingSpec()
 
 def _from_histogram(class_name: str, **fields) -> tfma.MetricConfig:
     """TFMA's metric `class_name`, read off the calibration histogram (pipeline/eval_metrics.py)."""
-    return tfma.MetricConfig(class_name=f'Histogram{class_name}', module=eval_metrics.__name__,
-                             **fields)
+    return tfma.MetricConfig(class_name=eval_metrics.PREFIX + class_name,
+                             module=eval_metrics.__name__, **fields)
 
 
 def _calibration_metric(output: str, config: EvaluationConfig) -> tfma.MetricConfig:

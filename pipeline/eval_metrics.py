@@ -15,9 +15,18 @@ from typing import Callable, Optional
 
 import numpy as np
 from tensorflow_model_analysis.metrics import calibration_histogram, metric_types, metric_util
+from tensorflow_model_analysis.proto import config_pb2
 
 # (total weighted labels, total weighted predictions, total weighted examples) -> value
 Totals = Callable[[float, float, float], float]
+PREFIX = 'Histogram'  # HistogramCalibration stands for TFMA's Calibration
+
+
+def tfma_class_name(metric: config_pb2.MetricConfig) -> str:
+    """The TFMA class a metric config stands for (its own class name for any other)."""
+    if metric.module == __name__ and metric.class_name.startswith(PREFIX):
+        return metric.class_name[len(PREFIX):]
+    return metric.class_name
 
 
 def _ratio(numerator: float, denominator: float) -> float:
