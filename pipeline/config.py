@@ -38,7 +38,7 @@ class EvaluationConfig:
     # Calibration (mean prediction / mean label) of p_click and p_conversion on all eval rows
     # must be compatible with this band for the model to be blessed: the interval of
     # calibration_interval_z standard deviations of the eval split's positive count around it
-    # must reach into the band (pipeline/calibration_interval.py; 0: the calibration itself
+    # must reach into the band (pipeline/eval_metrics.py; 0: the calibration itself
     # must lie in the band). gate_calibration=False reports calibration without gating.
     gate_calibration: bool = True
     min_calibration: float = 0.9

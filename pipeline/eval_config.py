@@ -5,7 +5,7 @@ mean label, example count and a calibration plot (the report's reliability diagr
 and p_conversion are scored on all impressions, p_cvr on clicked impressions (the slice
 click = 1). Blessing also needs the calibration of p_click and p_conversion on the overall slice
 to be compatible with [min_calibration, max_calibration] given the eval split's positives (its
-sampling interval must reach into the band: pipeline/calibration_interval.py); calibration is
+sampling interval must reach into the band: pipeline/eval_metrics.py); calibration is
 reported on every slice but gated on the overall one only. The model's own compiled Keras
 metrics are left out: its approximate `auc` would share a name with TFMA's. Blessing thresholds
 apply only to the slice each task is judged on: a small slice without positives has an
@@ -18,26 +18,31 @@ from typing import List
 
 import tensorflow_model_analysis as tfma
 
-from pipeline import calibration_interval
+from pipeline import eval_metrics
 from pipeline.config import EvaluationConfig
 from trainer import features
 
 OVERALL_SLICE = tfma.SlicingSpec()
 
 
+def _from_histogram(class_name: str, **fields) -> tfma.MetricConfig:
+    """TFMA's metric `class_name`, read off the calibration histogram (pipeline/eval_metrics.py)."""
+    return tfma.MetricConfig(class_name=eval_metrics.PREFIX + class_name,
+                             module=eval_metrics.__name__, **fields)
+
+
 def _calibration_metrics(output: str, config: EvaluationConfig) -> List[tfma.MetricConfig]:
     """Calibration on every slice; for p_click and p_conversion (what a bidder multiplies; p_cvr
     is their ratio) also the ends of its sampling interval, gated against the band on the
-    overall slice (pipeline/calibration_interval.py)."""
-    metrics = [tfma.MetricConfig(class_name='Calibration')]
+    overall slice (pipeline/eval_metrics.py)."""
+    metrics = [_from_histogram('Calibration')]
     if output == features.P_CVR or not config.gate_calibration:
         return metrics
     for end, bound in (('lower', {'upper_bound': {'value': config.max_calibration}}),
                        ('upper', {'lower_bound': {'value': config.min_calibration}})):
         threshold = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(**bound))
         metrics.append(tfma.MetricConfig(
-            class_name=calibration_interval.CalibrationBound.__name__,
-            module=calibration_interval.__name__,
+            class_name=eval_metrics.CalibrationBound.__name__, module=eval_metrics.__name__,
             config=json.dumps({'name': f'calibration_{end}_bound', 'end': end,
                                'z': config.calibration_interval_z}),
             per_slice_thresholds=[tfma.PerSliceMetricThreshold(slicing_specs=[OVERALL_SLICE],
@@ -59,9 +64,9 @@ def _task_metrics(output: str, min_auc: float, judged_on: tfma.SlicingSpec,
             tfma.PerSliceMetricThreshold(slicing_specs=[judged_on], threshold=auc_threshold)]),
         tfma.MetricConfig(class_name='BinaryCrossentropy', config='{"name": "log_loss"}'),
         *_calibration_metrics(output, config),
-        tfma.MetricConfig(class_name='MeanPrediction'),
-        tfma.MetricConfig(class_name='MeanLabel'),
-        tfma.MetricConfig(class_name='ExampleCount'),
+        _from_histogram('MeanPrediction'),
+        _from_histogram('MeanLabel'),
+        _from_histogram('ExampleCount'),
         tfma.MetricConfig(class_name='CalibrationPlot', config=json.dumps(
             {'num_buckets': config.calibration_plot_buckets})),
     ])

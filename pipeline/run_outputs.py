@@ -15,6 +15,8 @@ import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import eval_metrics
+
 # The roles of a metric value: the candidate's, the baseline's, and candidate minus baseline.
 CANDIDATE, BASELINE, DIFF = 'candidate', 'baseline', 'diff'
 
@@ -150,7 +152,8 @@ def blessing_thresholds(evaluation_uri: str) -> List[Tuple[str, str, str, str]]:
                          for item in metric.per_slice_thresholds for slicing in item.slicing_specs]
             if metric.HasField('threshold'):
                 per_slice.append(('every slice', metric.threshold))
-            name = json.loads(metric.config or '{}').get('name', metric.class_name)
+            name = json.loads(metric.config or '{}').get('name',
+                                                         eval_metrics.tfma_class_name(metric))
             rows += [(output, name, slice_, describe_threshold(threshold))
                      for output in spec.output_names for slice_, threshold in per_slice]
     return rows

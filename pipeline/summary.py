@@ -139,7 +139,7 @@ def format_summary(summary: Dict) -> str:
 
 
 def _interval(metrics: Dict) -> str:
-    """The calibration's sampling interval the blessing gates on (pipeline/calibration_interval.py),
+    """The calibration's sampling interval the blessing gates on (pipeline/eval_metrics.py),
     or '-' for a task without one."""
     if 'calibration_lower_bound' not in metrics:
         return '-'

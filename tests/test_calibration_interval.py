@@ -1,4 +1,4 @@
-"""pipeline/calibration_interval.py: the calibration interval the blessing gates on refuses a
+"""pipeline/eval_metrics.py: the calibration interval the blessing gates on refuses a
 calibrated model rarely on a small eval split, and a miscalibrated one on a large split."""
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.calibration_interval import CalibrationBound, bounds
+from pipeline.eval_metrics import CalibrationBound, bounds
 
 BAND = (0.9, 1.1)
 
