@@ -15,6 +15,7 @@ import pytest
 from conftest import SPEC, assert_report_shows
 
 from pipeline import run_outputs, summary
+from pipeline import eval_metrics
 from pipeline.config import EvaluationConfig
 from report import build, page, plots
 from trainer import features
@@ -44,7 +45,7 @@ def tiny_evaluation(exported_model_dir, tmp_path_factory) -> str:
     eval_config = tfma.utils.update_eval_config_with_defaults(
         make_eval_config(EvaluationConfig(min_click_auc=0.99, min_conversion_auc=0.0,
                                           min_cvr_auc=0.0, calibration_plot_buckets=1000,
-                                          min_calibration=0.001, max_calibration=1000), SPEC),
+                                          min_calibration=0.5, max_calibration=2), SPEC),
         has_baseline=True)
     models = [tfma.default_eval_shared_model(
         eval_saved_model_path=exported_model_dir, model_name=spec.name, eval_config=eval_config)
@@ -90,17 +91,24 @@ def test_calibration_histograms_add_up_to_the_metrics(tiny_evaluation, metric_ta
 
 def test_blessing_failures_and_thresholds_come_from_the_evaluation(tiny_evaluation):
     failures = run_outputs.blessing_failures(tiny_evaluation)
-    assert len(failures) == 2
     assert failures[0].startswith('p_click auc = ')
     assert failures[0].endswith('on slice Overall (threshold: >= 0.99)')
-    # No conversion in the 400 rows: the calibration is undefined, which fails even a wide band.
-    assert failures[1] == ('p_conversion calibration = nan on slice Overall '
-                           '(threshold: >= 0.001; <= 1000)')
+    # No conversion in the 400 rows, where the untrained model expects P of them: the lower end
+    # of the calibration's interval, sqrt(P) / z, lies above the band (pipeline/eval_metrics.py).
+    overall = run_outputs.load_metric_table(tiny_evaluation)[
+        (features.P_CONVERSION, summary.OVERALL)][run_outputs.CANDIDATE]
+    lower, _ = eval_metrics.bounds(overall['mean_prediction'] * overall['example_count'], 0.0,
+                                   EvaluationConfig().calibration_interval_z)
+    assert lower > 2
+    assert (f'p_conversion calibration_lower_bound = {lower:.4f} on slice Overall '
+            '(threshold: <= 2)') in failures
     assert run_outputs.blessing_thresholds(tiny_evaluation) == [
         (features.P_CLICK, 'AUC', summary.OVERALL, '>= 0.99; change vs baseline >= -0.02'),
-        (features.P_CLICK, 'Calibration', summary.OVERALL, '>= 0.001; <= 1000'),
+        (features.P_CLICK, 'calibration_lower_bound', summary.OVERALL, '<= 2'),
+        (features.P_CLICK, 'calibration_upper_bound', summary.OVERALL, '>= 0.5'),
         (features.P_CONVERSION, 'AUC', summary.OVERALL, '>= 0; change vs baseline >= -0.02'),
-        (features.P_CONVERSION, 'Calibration', summary.OVERALL, '>= 0.001; <= 1000'),
+        (features.P_CONVERSION, 'calibration_lower_bound', summary.OVERALL, '<= 2'),
+        (features.P_CONVERSION, 'calibration_upper_bound', summary.OVERALL, '>= 0.5'),
         (features.P_CVR, 'AUC', CLICKED, '>= 0; change vs baseline >= -0.02')]
 
 
