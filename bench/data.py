@@ -13,8 +13,9 @@ Every system of the benchmark (the project's models and DeepCTR's) reads the sam
    splits, in row order, so held-out predictions stay aligned with the true probabilities.
 
 Written into the data set's folder: `transform_fn/`, `transformed.npz` (train_<column>,
-validation_<column> and test_<column> arrays, truth_<output> true probabilities of the test rows) and `inputs.json` (vocabulary
-sizes, embedding dims and dense columns, so that DeepCTR's venv needs no project import).
+validation_<column> and test_<column> arrays, truth_<output> true probabilities of the test
+rows) and `inputs.json` (vocabulary sizes, embedding dims and dense columns, so that DeepCTR's
+venv needs no project import).
 """
 
 import dataclasses

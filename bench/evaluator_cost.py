@@ -29,13 +29,15 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
 from tfx.dsl.components.base import base_beam_executor
-from tfx.types import standard_artifacts, standard_component_specs as specs
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs as specs
 from tfx.utils import proto_utils
 
 from bench import results_file
 from bench.speed import output_uri
 from components.production_model import EvaluatorExecutor
-from pipeline import eval_config as pipeline_eval_config, eval_metrics
+from pipeline import eval_config as pipeline_eval_config
+from pipeline import eval_metrics
 from pipeline.config import load_config
 
 Change = Callable[[tfma.EvalConfig], None]
@@ -74,14 +76,14 @@ MULTI_PROCESS = ['--direct_running_mode=multi_processing', '--direct_num_workers
 
 # name: (what it is, its change to the pipeline's eval config, the Evaluator's Beam args)
 VARIANTS: Dict[str, Tuple[str, Change, List[str]]] = {
-    'pipeline': ('the pipeline\'s Evaluator', lambda config: None, IN_PROCESS),
+    'pipeline': ("the pipeline's Evaluator", lambda config: None, IN_PROCESS),
     'overall-only': ('overall slice only (no clicked, device, ad_position slices)',
                      _overall_slice_only, IN_PROCESS),
     'no-plot': ('no calibration plot', _without('CalibrationPlot'), IN_PROCESS),
     'no-log-loss': ('no log loss', _without('BinaryCrossentropy'), IN_PROCESS),
-    'before': ('before the histogram-derived metrics: TFMA\'s own Calibration, MeanLabel, '
+    'before': ("before the histogram-derived metrics: TFMA's own Calibration, MeanLabel, "
                'MeanPrediction and ExampleCount combiners', tfma_own_means, IN_PROCESS),
-    'native-log-loss': ('TFMA\'s native log loss instead of the Keras metric', _native_log_loss,
+    'native-log-loss': ("TFMA's native log loss instead of the Keras metric", _native_log_loss,
                         IN_PROCESS),
     'multi-process': ('the multi-processing DirectRunner, a worker per core',
                       lambda config: None, MULTI_PROCESS),
@@ -178,7 +180,7 @@ def main():
     parser.add_argument('--variants', default=','.join(VARIANTS),
                         help='comma-separated names of VARIANTS, the reference first')
     parser.add_argument('--profile', type=int, default=0, metavar='N',
-                        help='profile the first variant\'s first run (cProfile) and print its '
+                        help="profile the first variant's first run (cProfile) and print its "
                              'N costliest functions by cumulative time')
     args = parser.parse_args()
     names = args.variants.split(',')

@@ -10,9 +10,10 @@ w1 and w2 is p as well. The paper gives no values for alpha and beta; Google Res
 generator for this procedure (google-research, synthetic_data_generator.py) uses
 alpha_j = j, beta_j = (j - 1)^2 with c = 1 and m = 10, and so does this one.
 
-Models, all from the trainer's layers (blocks.py, mmoe.py) with linear (regression) towers, the paper's sizes: MMoE and
-OMoE (one gate shared by both tasks) with 8 single-layer experts of 16 units; shared-bottom
-with one layer of 8 * 16 = 128 units (the same bottom parameters); towers of 8 units. Loss:
+Models, all from the trainer's layers (blocks.py, mmoe.py) with linear (regression) towers,
+the paper's sizes: MMoE and OMoE (one gate shared by both tasks) with 8 single-layer experts of
+16 units; shared-bottom with one layer of 8 * 16 = 128 units (the same bottom parameters);
+towers of 8 units. Loss:
 mean squared error of each task, summed. Training stops when the loss on a validation split
 has not improved for `patience` epochs and keeps the best weights (with 10,000 rows the models
 overfit the high-frequency sines within a few dozen epochs). Reported: the test MSE averaged

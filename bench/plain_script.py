@@ -6,7 +6,8 @@ What a team would write by hand: read the CSV with pandas, split it 4:1, fit the
 and the z-score statistics on the train rows with numpy/pandas (the pipeline's rules: frequency
 threshold, top-k, hashed OOV buckets, log1p, mean imputation with a missing indicator), train the
 same Keras model (trainer.model) for the same steps and batch size, score the held-out rows with
-sklearn's AUC and save the model. It writes (and prints) a JSON of the seconds of each stage and the AUCs.
+sklearn's AUC and save the model. It writes (and prints) a JSON of the seconds of each stage and
+the AUCs.
 No statistics, validation, blessing, Transform graph or serving signatures: that is the overhead
 the benchmark measures.
 """
@@ -91,8 +92,7 @@ def run(data_dir: str, train_steps: int, model_dir: str) -> Dict:
     import tensorflow as tf
 
     from bench import shared
-    from trainer import in_memory
-    from trainer import labels
+    from trainer import in_memory, labels
     from trainer import model as model_lib
 
     config = load_config()
@@ -141,7 +141,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data', required=True, help='folder of impression CSVs')
     parser.add_argument('--train-steps', type=int, required=True,
-                        help='batches to train on (the pipeline run\'s train_steps)')
+                        help="batches to train on (the pipeline run's train_steps)")
     parser.add_argument('--model-dir', required=True, help='where the trained model is saved')
     parser.add_argument('--out', required=True, help='the JSON file of the results')
     args = parser.parse_args()

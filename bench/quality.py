@@ -37,8 +37,14 @@ from sklearn.metrics import roc_auc_score
 from bench import data, results_file, shared, tradeoffs
 from pipeline.config import REPO_ROOT, load_config
 from trainer import features
-from trainer.config import (ARCHITECTURES, LOSSES, SCHEDULES, TASK_WEIGHTINGS,
-                            USER_ITEM_INTERACTIONS, ConfigError)
+from trainer.config import (
+    ARCHITECTURES,
+    LOSSES,
+    SCHEDULES,
+    TASK_WEIGHTINGS,
+    USER_ITEM_INTERACTIONS,
+    ConfigError,
+)
 
 # Project systems: ModelConfig overrides (every architecture with ESMM, every loss with MMoE and
 # with the single-task networks, the learnt task weightings). --architecture etc. add a custom one.
@@ -153,8 +159,8 @@ def train_project(config, data_dir: str, epochs: int) -> Dict[str, np.ndarray]:
     if config.calibration:  # as the pipeline's Trainer does: slopes from the validation split,
         # means from the training and validation splits together (trainer/calibration.py)
         splits = [shared.load(data_dir, name) for name in ('train', 'validation')]
-        predicted = [{name: value.reshape(-1) for name, value in shared.predict(model, rows).items()}
-                     for rows in splits]
+        predicted = [{name: value.reshape(-1)
+                      for name, value in shared.predict(model, rows).items()} for rows in splits]
         calibrator = fit_calibration(
             predicted[1], splits[1],
             {name: np.concatenate([p[name] for p in predicted]) for name in predicted[1]},
@@ -382,8 +388,8 @@ def report(grid: List[dict], curve: List[dict], args, elapsed: float) -> str:
         f'Command: `{args.command}`  ',
         f'Date: {results_file.utc_now()}, '
         f'{elapsed / 60:.0f} min  ',
-        f'Machine: {results_file.machine()} (shared with other work: examples/s are comparable within a '
-        'run, not across machines)  ',
+        f'Machine: {results_file.machine()} (shared with other work: examples/s are comparable '
+        'within a run, not across machines)  ',
         f'Budget (every system): {args.seeds} seed(s) (mean ± std), batch size '
         f'{config.batch_size}, Adam lr {config.learning_rate}, embedding L2 '
         f'{config.embedding_l2}, no early stopping; epochs of the train split per data size: '
@@ -392,11 +398,11 @@ def report(grid: List[dict], curve: List[dict], args, elapsed: float) -> str:
         'Data: `python -m simulator` with its designed difficulty (Zipf-tailed user and item ids, '
         'user x item latent interactions, a conversion-only interaction, a missing feature); '
         'nothing was made easier for the benchmark. 70% of the rows train, 10% are the validation '
-        'split (the project\'s calibration slopes are fitted on it; nothing trains on it), 20% are '
-        f'held out (split seed {data.SPLIT_SEED}); tf.Transform fits the project\'s '
+        "split (the project's calibration slopes are fitted on it; nothing trains on it), 20% are "
+        f"held out (split seed {data.SPLIT_SEED}); tf.Transform fits the project's "
         'preprocessing_fn on the train split and maps all three; every system reads the same '
         'transformed arrays. '
-        'Bayes = AUC of the simulator\'s true probabilities on the same held-out rows '
+        "Bayes = AUC of the simulator's true probabilities on the same held-out rows "
         '(for "CVR on all": the true p_cvr against conversions on all impressions). '
         '"CVR on clicked" scores p_cvr on clicked impressions only. DeepCTR\'s models predict '
         'click and conversion; their p_cvr is conversion / click.', '']
@@ -534,7 +540,8 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument('--pareto-json', help='where the Pareto points go (default: pareto.json '
                         'beside --out)')
     args = parser.parse_args(argv)
-    args.command = 'python -m bench.quality ' + shlex.join(argv if argv is not None else sys.argv[1:])
+    args.command = 'python -m bench.quality ' + shlex.join(
+        argv if argv is not None else sys.argv[1:])
     args.pareto_json = args.pareto_json or os.path.join(
         os.path.dirname(os.path.abspath(args.out)), 'pareto.json')
     systems = [s for s in args.systems.split(',') if s]

@@ -16,7 +16,8 @@ WARMUP_STEPS = 20  # the first steps trace the training graph: not part of the t
 
 
 def load(data_dir: str, split: str) -> Dict[str, np.ndarray]:
-    """The `split` ('train', 'validation', 'test' or 'truth') columns of a data set made by bench/data.py."""
+    """The `split` ('train', 'validation', 'test' or 'truth') columns of a data set made by
+    bench/data.py."""
     arrays = np.load(f'{data_dir}/transformed.npz')
     prefix = split + '_'
     return {name[len(prefix):]: arrays[name] for name in arrays.files if name.startswith(prefix)}

@@ -22,6 +22,7 @@ the targets of issue 7. It prints the markdown and writes it to bench/results/sp
 """
 
 import argparse
+import functools
 import glob
 import json
 import logging
@@ -239,8 +240,8 @@ def serving_latency(config) -> Dict[int, Dict[str, float]]:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from trainer import features
     import trainer.model  # noqa: F401 (registers the custom layers for loading)
+    from trainer import features
     from trainer.export import serving_feature_spec
 
     model_dir = os.path.join(output_uri(config, 'Trainer', 'model'), 'Format-Serving')
@@ -259,8 +260,8 @@ def serving_latency(config) -> Dict[int, Dict[str, float]]:
         examples = tf.constant(serialized[:batch_size])
         transformed = exported.tft_layer(tf.io.parse_example(examples, raw_spec))
         inputs = {name: transformed[name] for name in model.input_names}
-        calls = {'signature': lambda: signature(examples=examples),
-                 'bare model': lambda: bare(inputs)}
+        calls = {'signature': functools.partial(signature, examples=examples),
+                 'bare model': functools.partial(bare, inputs)}
         times = {name: [] for name in calls}
         for _ in range(5):  # tracing and warm-up
             for call in calls.values():
@@ -401,23 +402,23 @@ def report(sizes: List[Dict], variants: Dict[str, Dict], throughput: Dict, servi
         'The pipeline: `python -m pipeline.local_runner`, fresh output root. The plain script: '
         '`python -m bench.plain_script` (pandas, numpy, the same Keras model and steps, sklearn). '
         'Peak memory: resident memory of the process and its children, sampled every 0.2 s. '
-        'The pipeline\'s AUCs are its Evaluator\'s (eval split); the script\'s on its own '
+        "The pipeline's AUCs are its Evaluator's (eval split); the script's on its own "
         '1/5 held out.', ''] + pipeline_table(sizes) + [
         '', '## Seconds per component (ML Metadata: execution create to last update)', '']
         + component_table(sizes) + ([
         '', '## Per-row cost, scaled to 1 billion impressions a day', '',
         f'Slope between {sizes[-2]["rows"]:,} and {largest["rows"]:,} rows, on this machine\'s '
-        'cores; the in-process DirectRunner runs a Beam component on one core. The Trainer\'s '
+        "cores; the in-process DirectRunner runs a Beam component on one core. The Trainer's "
         f'figure is for {args.epochs} epoch(s) of the default model on CPU.', '']
         + scale_table(sizes) if len(sizes) > 1 else []) + [
         '', f'## Trainer input pipeline, {largest["rows"]:,} rows', '',
-        f'{config.model.train_steps} training steps of the default model (the run\'s), timed '
-        f'after {shared.WARMUP_STEPS} warm-up steps, on the run\'s transformed train split.', '',
+        f"{config.model.train_steps} training steps of the default model (the run's), timed "
+        f"after {shared.WARMUP_STEPS} warm-up steps, on the run's transformed train split.", '',
         '| input | examples/s | / ceiling |', '|---|---|---|'] + [
         f'| {name} | {value:,.0f} | {value / throughput[CEILING]:.2f} |'
         for name, value in throughput.items()] + [
         '', f'## Beam components, {largest["rows"]:,} rows, per Beam runner', '',
-        'Rows/s = rows of the data set / the component\'s seconds. The portable runner sends the '
+        "Rows/s = rows of the data set / the component's seconds. The portable runner sends the "
         'Beam pipeline through the Runner API to an embedded job server, whose SDK harness runs '
         'in the same process (LOOPBACK): the path of a Flink or Spark job server, without their '
         'cluster.', ''] + beam_table(largest, variants) + [

@@ -93,7 +93,7 @@ def AnomaliesGate(
             continue
         drift = drift_anomalies(stats_artifact_utils.load_statistics(statistics, split).proto(),
                                 curated, tfdv.load_stats_binary(previous))
-        problems += [f'{line} (against the last accepted run\'s statistics, {previous})'
+        problems += [f"{line} (against the last accepted run's statistics, {previous})"
                      for line in describe_anomalies(split, drift)]
     if problems:
         raise DataAnomaliesError(

@@ -31,7 +31,7 @@ def check_beam_credentials(beam_pipeline_args: Sequence[str]) -> None:
     except exceptions.DefaultCredentialsError as e:
         raise MissingCredentialsError(
             f'The Beam arguments {list(beam_pipeline_args)} need Google Cloud credentials and '
-            f'this container has none ({e}). On GKE bind the pipeline\'s Kubernetes service '
+            f"this container has none ({e}). On GKE bind the pipeline's Kubernetes service "
             'account to a Google service account (workload identity), or mount a key and set '
             'GOOGLE_APPLICATION_CREDENTIALS; or compile with other Beam arguments '
             '(FUNNEL_KUBEFLOW_BEAM_PIPELINE_ARGS).') from None

@@ -1,4 +1,5 @@
-"""A component that blesses the Trainer's model for the Pusher only if it keeps the serving contract.
+"""A component that blesses the Trainer's model for the Pusher only if it keeps the serving
+contract.
 
 TFX's InfraValidator needs a model server binary; this check runs offline instead. It loads the
 candidate SavedModel in a fresh Python process (components/warmup_replay.py), replays the warmup

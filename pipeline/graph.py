@@ -11,8 +11,7 @@ from tfx import v1 as tfx
 from components.anomalies_gate import AnomaliesGate
 from components.atomic_pusher import AtomicPusher
 from components.example_gen import checked_example_gen
-from components.production_model import (Evaluator, ProductionModel, Trainer,
-                                         newest_complete_version)
+from components.production_model import Evaluator, ProductionModel, Trainer, newest_complete_version
 from components.serving_contract import ServingContractCheck
 from pipeline.config import PipelineConfig
 from pipeline.eval_config import make_eval_config

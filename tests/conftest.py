@@ -17,8 +17,8 @@ import math  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 import types  # noqa: E402
-from unittest import mock  # noqa: E402
 from pathlib import Path  # noqa: E402
+from unittest import mock  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -216,7 +216,8 @@ def transform_run(tmp_path_factory, raw_schema, raw_feature_spec):
     # writes the raw schema to metadata/, which raw_feature_spec() (the serving spec) reads.
     metadata_io.write_metadata(
         metadata, str(transform_fn_dir / tft.TFTransformOutput.RAW_METADATA_DIR))
-    train_rows, probe_rows = (_sorted_by_age(_read_rows(root / name)) for name in ('train', 'probe'))
+    train_rows, probe_rows = (_sorted_by_age(_read_rows(root / name))
+                              for name in ('train', 'probe'))
     assert len(train_rows) == len(train_df) and len(probe_rows) == len(probe_df)
     return types.SimpleNamespace(
         train_df=train_df, probe_df=probe_df, train_rows=train_rows, probe_rows=probe_rows,
@@ -290,7 +291,8 @@ def write_transformed_examples(rows, tft_output, path):
 RELIABILITY_OUTCOMES = {'stopped': 'bad data stopped', 'handled': 'bad data handled by design',
                         'rejected': 'models rejected', 'resumed': 'runs resumed',
                         'reproduced': 'same-seed runs reproduced',
-                        'served': 'serving requests answered', 'refused': 'serving requests refused'}
+                        'served': 'serving requests answered',
+                        'refused': 'serving requests refused'}
 
 
 @pytest.fixture(scope='session')

@@ -4,13 +4,17 @@ import json
 
 import pytest
 import tensorflow_data_validation as tfdv
+from conftest import SCHEMA_PATH
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.components.statistics_gen.stats_artifact_utils import BINARY_PB_BASENAME
 from tfx.types import standard_artifacts
 
-from components.anomalies_gate import (ANOMALIES_FILE, AnomaliesGate, DataAnomaliesError,
-                                       describe_anomalies)
-from conftest import SCHEMA_PATH
+from components.anomalies_gate import (
+    ANOMALIES_FILE,
+    AnomaliesGate,
+    DataAnomaliesError,
+    describe_anomalies,
+)
 from simulator.funnel import simulate
 
 

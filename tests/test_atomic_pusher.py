@@ -5,6 +5,7 @@ check refused (NaN, broken funnel order) is never pushed."""
 import os
 
 import pytest
+from test_serving_contract import _blessing, _fake_model, _model_artifact, _outputs
 from tfx.components.pusher import executor as stock_pusher
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
@@ -12,7 +13,6 @@ from tfx.utils import io_utils, proto_utils
 
 from components.atomic_pusher import STAGING, AtomicPushExecutor
 from components.serving_contract import ServingContractCheck
-from test_serving_contract import _blessing, _fake_model, _model_artifact, _outputs
 
 pytestmark = pytest.mark.reliability
 

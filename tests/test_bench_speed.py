@@ -7,11 +7,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import SPEC, VOCABULARY
 
 from bench import plain_script, speed
-from conftest import SPEC, VOCABULARY
-from trainer.config import VocabularyConfig
 from trainer import features
+from trainer.config import VocabularyConfig
 
 
 def _fitted(frame):
@@ -63,7 +63,8 @@ def test_train_steps_cover_the_epochs_of_the_train_split():
 
 
 def test_peak_memory_is_measured_over_the_child(tmp_path):
-    hold = 'import time; block = bytearray(400 * 2**20); block[::4096] = b"x" * len(block[::4096]); time.sleep(1.5)'
+    hold = ('import time; block = bytearray(400 * 2**20); '
+            'block[::4096] = b"x" * len(block[::4096]); time.sleep(1.5)')
     result = speed.timed_process([sys.executable, '-c', hold], {}, str(tmp_path / 'log'))
     assert result['peak_gb'] >= 0.38 and result['seconds'] >= 1.5
 
@@ -88,8 +89,10 @@ def test_targets_are_judged_from_the_figures(pipeline_seconds, verdict):
     assert lines[0].startswith(f'- {verdict}: pipeline at 1,000,000 rows within 3x')
     assert lines[1].startswith('- MISSED: peak memory under 8 GB: 9.00 GB')
     assert lines[2].startswith('- met: wall time grows no faster than linearly')
-    assert lines[3].startswith('- MISSED: Trainer input pipeline at least 0.8') and '0.79' in lines[3]
-    assert lines[4].startswith('- met: serving signature at batch 64 within 2x') and '1.50x' in lines[4]
+    assert lines[3].startswith('- MISSED: Trainer input pipeline at least 0.8')
+    assert '0.79' in lines[3]
+    assert lines[4].startswith('- met: serving signature at batch 64 within 2x')
+    assert '1.50x' in lines[4]
 
 
 def test_the_report_renders_every_section():

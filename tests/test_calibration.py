@@ -97,6 +97,7 @@ def test_blessing_gates_calibration_on_the_overall_slice_only(gate):
     import json
 
     from conftest import SPEC
+
     from pipeline.config import EvaluationConfig
     from pipeline.eval_config import OVERALL_SLICE, make_eval_config
 

@@ -13,9 +13,9 @@ on its own, so every corruption is reported exactly as it would be alone.
 import os
 
 import pytest
+from conftest import SPEC, run_pipeline
 
 from components.anomalies_gate import DataAnomaliesError
-from conftest import SPEC, run_pipeline
 from pipeline import inputs, summary
 from pipeline.config import load_config
 from simulator.funnel import simulate

@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from conftest import RAW_LABELS, write_transformed_examples
 
 TIMEOUT_SECONDS = 600
@@ -29,10 +28,10 @@ def _train_on_two_cpus(transform_fn_dir: str, examples: str, raw_rows: str,
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
     import tensorflow_transform as tft
-
     from conftest import SPEC
-    from trainer.config import ModelConfig
+
     from trainer import export, features, train
+    from trainer.config import ModelConfig
 
     config = ModelConfig(num_experts=2, expert_units=(8,), tower_units=(4,), max_embedding_dim=4,
                          dense_projection_dim=4, batch_size=16, learning_rate=0.01, seed=0)

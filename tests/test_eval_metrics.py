@@ -14,14 +14,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
-from tensorflow_model_analysis.extractors import (example_weights_extractor, features_extractor,
-                                                  labels_extractor,
-                                                  materialized_predictions_extractor,
-                                                  slice_key_extractor, unbatch_extractor)
+from conftest import SPEC
+from tensorflow_model_analysis.extractors import (
+    example_weights_extractor,
+    features_extractor,
+    labels_extractor,
+    materialized_predictions_extractor,
+    slice_key_extractor,
+    unbatch_extractor,
+)
 from tfx_bsl.tfxio import tf_example_record
 
-from bench.evaluator_cost import tfma_own_means, largest_difference, numbers
-from conftest import SPEC
+from bench.evaluator_cost import largest_difference, numbers, tfma_own_means
 from pipeline.config import EvaluationConfig
 from pipeline.eval_config import make_eval_config
 from trainer import features

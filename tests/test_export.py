@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import RAW_LABELS, SPEC
+
 from trainer import features
 from trainer.export import RAW_SIGNATURE
 from trainer.train import model_inputs
@@ -195,6 +195,7 @@ def test_entity_expert_model_exports_the_same_signatures(loaded, transform_run, 
     import dataclasses
 
     from conftest import EXPORTED_MODEL_CONFIG
+
     from trainer.export import export_serving_model
     from trainer.model import build_model
 

@@ -2,8 +2,8 @@
 naming the problem (and the file)."""
 
 import pytest
-
 from conftest import SCHEMA_PATH, SPEC
+
 from pipeline import inputs
 from pipeline.config import load_config
 from trainer.features import FeatureSpec, FeatureSpecError, load_feature_spec

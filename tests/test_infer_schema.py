@@ -7,9 +7,9 @@ and its protective rules stop a sign error and a change of units.
 
 import pytest
 import tensorflow_data_validation as tfdv
+from conftest import SPEC
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-from conftest import SPEC
 from pipeline import infer_schema
 from pipeline.config import load_config
 from simulator.funnel import simulate

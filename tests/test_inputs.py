@@ -12,11 +12,11 @@ import sys
 import apache_beam as beam
 import pytest
 import tensorflow as tf
+from conftest import REPO
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from components.example_gen import CsvToExample, checked_example_gen
-from conftest import REPO
 from pipeline.inputs import InputDataError, check_input_files
 from trainer.features import parse_feature_spec
 

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import SPEC, TINY_DENSE_FEATURES, TINY_VOCAB_SIZES
+
 from pipeline.config import load_config
 from trainer import features, interactions, losses
 from trainer.config import ARCHITECTURES, ConfigError

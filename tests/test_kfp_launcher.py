@@ -5,7 +5,6 @@ task or a cycle stops the run with its cause."""
 import sys
 
 import pytest
-
 from kfp_launcher import run_spec
 
 # Each task writes '<start> <end>' of its run (a short sleep) to its output artifact's file.

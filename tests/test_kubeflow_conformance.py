@@ -16,13 +16,13 @@ import os
 
 import pytest
 import yaml
-
 from conftest import REPO
+from kfp_launcher import run_spec
+
 from kubeflow import runner
 from pipeline import run_outputs
 from pipeline.config import load_config
 from simulator.funnel import write_dataset
-from kfp_launcher import run_spec
 
 pytestmark = pytest.mark.slow
 

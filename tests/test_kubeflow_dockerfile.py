@@ -5,9 +5,8 @@ TensorFlow's own CUDA wheels, nothing downloaded but pinned packages and pinned 
 import re
 from importlib import metadata
 
-from packaging.requirements import Requirement
-
 from conftest import REPO
+from packaging.requirements import Requirement
 
 DOCKERFILE = (REPO / 'kubeflow' / 'Dockerfile').read_text()
 INSTRUCTIONS = re.sub(r'\\\n\s*', ' ', re.sub(r'^\s*#.*\n', '', DOCKERFILE, flags=re.M))

@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import TINY_DENSE_FEATURES, TINY_VOCAB_SIZES
+
 from trainer import features, losses
 from trainer.labels import labels_for_loss
 from trainer.model import build_model

@@ -13,11 +13,20 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import SPEC, TINY_DENSE_FEATURES, TINY_VOCAB_SIZES
+
 from pipeline.config import load_config
-from trainer import (aitm, blocks, cross_stitch, features, funnel_outputs, losses, mmoe, ple,
-                     task_weighting)
+from trainer import (
+    aitm,
+    blocks,
+    cross_stitch,
+    features,
+    funnel_outputs,
+    losses,
+    mmoe,
+    ple,
+    task_weighting,
+)
 from trainer.config import ARCHITECTURES, LOSSES, ConfigError, ModelConfig
 from trainer.labels import labels_for_loss
 from trainer.model import build_model

@@ -15,10 +15,10 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_pipeline
 from ml_metadata import metadata_store
 from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
-from conftest import run_pipeline
 from pipeline import infer_schema, summary
 from pipeline.config import EvaluationConfig, ModelConfig, load_config
 from simulator.funnel import simulate

@@ -26,8 +26,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
-
 from conftest import RAW_LABELS, assert_report_shows, run_pipeline
+from test_export import robustness_requests, serve_both
+
 from pipeline import run_outputs, summary
 from pipeline.config import REPO_ROOT, load_config
 from report import build
@@ -35,7 +36,6 @@ from simulator.funnel import simulate, write_dataset
 from trainer import features
 from trainer.features import RAW_SIGNATURE
 from trainer.warmup import serialize_example
-from test_export import robustness_requests, serve_both
 
 pytestmark = pytest.mark.slow
 
@@ -200,7 +200,7 @@ def test_evaluation_has_every_task_on_every_slice(first_run):
     slices = dict(tfma.load_eval_result(first_run['evaluation_uri']).slicing_metrics)
     assert () in slices and (('click', 1),) in slices
     assert {key[0][0] for key in slices if key} >= {'device', 'ad_position', 'click'}
-    for slice_key, metrics in slices.items():
+    for metrics in slices.values():
         for output in features.OUTPUTS:
             assert {'auc', 'log_loss', 'calibration', 'example_count'} <= set(metrics[output][''])
     assert first_run['tasks']['click']['auc'] > 0.6
@@ -257,7 +257,7 @@ def test_pushed_model_serves_both_signatures(pipeline_config, first_run, raw_fea
     for case, rows in robustness_requests(raw.iloc[0].to_dict()).items():
         for outputs in serve_both(model, rows, raw_feature_spec):
             values = {name: outputs[name].numpy() for name in features.OUTPUTS}
-            for name, value in values.items():
+            for value in values.values():
                 assert value.shape == (len(rows),) and np.all((value >= 0) & (value <= 1)), case
             assert np.all(values['p_conversion'] <= values['p_click']), case
 

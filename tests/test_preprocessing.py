@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import PROBE_USERS, SPEC, TRAIN_USER_COUNTS, VOCABULARY
+
 from trainer import features
 
 

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from conftest import SPEC, assert_report_shows
 
-from pipeline import run_outputs, summary
-from pipeline import eval_metrics
+from pipeline import eval_metrics, run_outputs, summary
 from pipeline.config import EvaluationConfig
 from report import build, page, plots
 from trainer import features

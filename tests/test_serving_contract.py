@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
+from conftest import SPEC
 from tensorflow_serving.apis import prediction_log_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from conftest import SPEC
 from components.serving_contract import REPORT_FILE, ServingContractCheck
 from components.warmup_replay import replay
 from trainer import features, warmup
@@ -123,7 +123,8 @@ def test_broken_models_fail_naming_check_and_request(tmp_path, exported_model_di
     report = replay(_fake_model(tmp_path / 'm', outputs, exported_model_dir))
     failing_requests = {failure.split(':')[0] for failure in report['failures']}
     assert len(failing_requests) == report['requests'] == 2 * len(warmup.BATCH_SIZES)
-    assert report['failures'][0].startswith(f'warmup request 0 (serving_default, batch 1): {check}: ')
+    assert report['failures'][0].startswith(
+        f'warmup request 0 (serving_default, batch 1): {check}: ')
     assert detail in report['failures'][0]
 
 

@@ -11,8 +11,12 @@ import pytest
 import tensorflow as tf
 
 from components.warmup_replay import check_outputs
-from kubeflow.serving.client_examples import (EXAMPLE_ROWS, MODEL_NAME, grpc_predict_request,
-                                              rest_predict_body)
+from kubeflow.serving.client_examples import (
+    EXAMPLE_ROWS,
+    MODEL_NAME,
+    grpc_predict_request,
+    rest_predict_body,
+)
 from pipeline.config import load_config
 from trainer import features
 

@@ -5,10 +5,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from conftest import write_transformed_examples
-from trainer.config import ModelConfig
+
 from trainer import features, train
+from trainer.config import ModelConfig
 
 BATCH = 8
 

@@ -7,10 +7,10 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import RAW_LABELS, SPEC, write_transformed_examples
-from trainer.config import ModelConfig
+
 from trainer import features, train
+from trainer.config import ModelConfig
 
 SMALL = ModelConfig(num_experts=2, expert_units=(8,), tower_units=(4,), max_embedding_dim=4,
                     dense_projection_dim=4, batch_size=16, train_steps=4, eval_steps=2,

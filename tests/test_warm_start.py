@@ -3,8 +3,8 @@ embedding rows by id, and a model with other inputs starts fresh."""
 
 import numpy as np
 import tensorflow as tf
-
 from conftest import EXPORTED_MODEL_CONFIG, SPEC
+
 from trainer import warm_start
 from trainer.model import build_model
 from trainer.train import model_inputs
