@@ -223,8 +223,11 @@ def test_evaluator_reads_only_the_eval_split_and_the_model_is_calibrated(pipelin
             if 'calibration' in v.name]
     assert len(maps) == 4 and not np.allclose(maps, [1, 0, 1, 0])  # (slope, bias) per task
     assert [row[:3] for row in first_run['calibration_band']] == [
-        (features.P_CLICK, 'Calibration', summary.OVERALL),
-        (features.P_CONVERSION, 'Calibration', summary.OVERALL)]
+        (output, bound, summary.OVERALL) for output in (features.P_CLICK, features.P_CONVERSION)
+        for bound in ('calibration_lower_bound', 'calibration_upper_bound')]
+    click = first_run['tasks']['click']
+    assert click['calibration_lower_bound'] <= click['calibration'] <= click[
+        'calibration_upper_bound']
     assert first_run['slice_calibration'][0]['slice'] == summary.OVERALL
     assert first_run['slice_calibration'][0]['click'] == pytest.approx(
         first_run['tasks']['click']['calibration'])
