@@ -1,4 +1,4 @@
-"""The performance benchmark (issue 7): the pipeline's speed, memory and scaling, side by side.
+"""The performance benchmark: the pipeline's speed, memory and scaling, side by side.
 
     make bench        # or: python -m bench.speed [--rows 10000,100000,1000000] [--epochs 2]
 
@@ -18,7 +18,7 @@ Every figure is a ratio of two things measured in the same run, since the machin
    model on already-transformed tensors.
 
 It also scales each component's marginal cost per row to 1 billion impressions a day, and judges
-the targets of issue 7. It prints the markdown and writes it to bench/results/speed.md.
+its targets. It prints the markdown and writes it to bench/results/speed.md.
 """
 
 import argparse
@@ -57,7 +57,7 @@ BEAM_VARIANTS = {
 }
 BEAM_COMPONENTS = ('CsvExampleGen', 'StatisticsGen', 'Transform')
 
-# Targets of issue 7.
+# Targets (met or MISSED in the results file).
 MAX_PIPELINE_RATIO = 3.0
 MAX_PEAK_GB = 8.0
 MIN_INPUT_RATIO = 0.8
@@ -426,7 +426,7 @@ def report(sizes: List[Dict], variants: Dict[str, Dict], throughput: Dict, servi
         'serving_default (serialized tf.Examples in, the Transform graph inside) against the bare '
         'Keras model on already-transformed tensors (a tf.function), called alternately in one '
         f'process; calls per batch size: {SERVING_CALLS}.', ''] + serving_table(serving) + [
-        '', '## Targets (issue 7)', ''] + target_lines(sizes, throughput, serving) + [''])
+        '', '## Targets', ''] + target_lines(sizes, throughput, serving) + [''])
 
 
 def main(argv: Optional[List[str]] = None) -> str:
