@@ -110,7 +110,7 @@ class CalibrationBound(metric_types.Metric):
     """One end ('lower' or 'upper') of the calibration's interval, z standard deviations of the
     label count wide on each side."""
 
-    def __init__(self, name: str, end: str, z: float = 2.0):
+    def __init__(self, name: str, end: str, z: float):
         if end not in ('lower', 'upper'):
             raise ValueError(f"CalibrationBound end={end!r}: 'lower' or 'upper'.")
         index = ('lower', 'upper').index(end)

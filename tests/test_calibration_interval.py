@@ -43,4 +43,4 @@ def test_miscalibrated_model_on_a_large_split_is_refused():
 
 def test_bound_end_is_checked():
     with pytest.raises(ValueError, match="end='middle'"):
-        CalibrationBound(name='x', end='middle')
+        CalibrationBound(name='x', end='middle', z=2.0)
