@@ -161,10 +161,7 @@ def train_project(config, data_dir: str, epochs: int) -> Dict[str, np.ndarray]:
         splits = [shared.load(data_dir, name) for name in ('train', 'validation')]
         predicted = [{name: value.reshape(-1)
                       for name, value in shared.predict(model, rows).items()} for rows in splits]
-        calibrator = fit_calibration(
-            predicted[1], splits[1],
-            {name: np.concatenate([p[name] for p in predicted]) for name in predicted[1]},
-            {label: np.concatenate([rows[label] for rows in splits]) for label in features.LABELS})
+        calibrator = fit_calibration(predicted[1], splits[1], predicted[0], splits[0])
         outputs = {name: np.asarray(value).reshape(-1)
                    for name, value in calibrator(outputs).items()}
     return {**outputs, **uncalibrated, 'examples_per_s': examples_per_s}

@@ -63,12 +63,14 @@ def test_means_solved_on_the_pooled_rows(fitted):
     small validation split does."""
     validation_only, _, _ = fitted
     small, small_labels, _ = _funnel(3_000, seed=1)  # ~25 conversions: a noisy rate
-    pooled, pooled_labels, _ = _funnel(200_000, seed=4)
-    calibrator = calibration.fit_calibration(small, small_labels, pooled, pooled_labels)
+    train, train_labels, _ = _funnel(200_000, seed=4)
+    calibrator = calibration.fit_calibration(small, small_labels, train, train_labels)
+    pooled = {name: np.concatenate([train[name], small[name]]) for name in small}
     outputs = {name: np.asarray(value).reshape(-1) for name, value in calibrator(pooled).items()}
     for output in (features.P_CLICK, features.P_CONVERSION):
-        label = pooled_labels[features.OUTPUT_LABELS[output]]
-        assert np.mean(outputs[output]) == pytest.approx(np.mean(label), rel=1e-4)
+        label = features.OUTPUT_LABELS[output]
+        rate = np.mean(np.concatenate([train_labels[label], small_labels[label]]))
+        assert np.mean(outputs[output]) == pytest.approx(rate, rel=1e-4)
     alone = calibration.fit_calibration(small, small_labels)
     slopes = {task: (calibrator.parameters()[task][0], alone.parameters()[task][0])
               for task in ('click', 'cvr')}

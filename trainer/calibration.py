@@ -98,13 +98,13 @@ def _solve_bias(layer: PlattScaling, p: np.ndarray, weight: np.ndarray, rate: fl
 
 
 def fit_calibration(predictions: Dict[str, np.ndarray], labels: Dict[str, np.ndarray],
-                    rate_predictions: Optional[Dict[str, np.ndarray]] = None,
-                    rate_labels: Optional[Dict[str, np.ndarray]] = None) -> FunnelCalibration:
+                    train_predictions: Optional[Dict[str, np.ndarray]] = None,
+                    train_labels: Optional[Dict[str, np.ndarray]] = None) -> FunnelCalibration:
     """The calibration maps fitted on validation `predictions` (p_click, p_cvr) and `labels`
-    (click, conversion), all [rows] arrays; with `rate_predictions` and `rate_labels` (the
-    training and validation rows), the biases are then solved on those rows so that the
-    calibrated means equal their label rates. Raises ValueError when a task has no positive or
-    no negative row, on which nothing can be fitted."""
+    (click, conversion), all [rows] arrays; with the training rows' `train_predictions` and
+    `train_labels`, the biases are then solved on the training and validation rows together so
+    that the calibrated means equal their label rates. Raises ValueError when a task has no
+    positive or no negative validation row, on which nothing can be fitted."""
     for label in features.LABELS:
         positives = int(np.sum(labels[label]))
         if positives == 0 or positives == len(labels[label]):
@@ -116,18 +116,24 @@ def fit_calibration(predictions: Dict[str, np.ndarray], labels: Dict[str, np.nda
     p_click, p_cvr = predictions[features.P_CLICK], predictions[features.P_CVR]
     calibration({features.P_CLICK: tf.constant(p_click[:1].reshape(-1, 1), tf.float32),
                  features.P_CVR: tf.constant(p_cvr[:1].reshape(-1, 1), tf.float32)})  # build
+    pooled = None
+    if train_predictions is not None:
+        pooled = [{name: np.concatenate([train[name], validation[name]]) for name in names}
+                  for train, validation, names in (
+                      (train_predictions, predictions, (features.P_CLICK, features.P_CVR)),
+                      (train_labels, labels, features.LABELS))]
     _fit(calibration.click, (p_click,), labels[features.CLICK_LABEL],
          lambda layer, p: layer(p))
-    if rate_predictions is not None:
-        _solve_bias(calibration.click, rate_predictions[features.P_CLICK], 1.0,
-                    float(np.mean(rate_labels[features.CLICK_LABEL])))
+    if pooled:
+        _solve_bias(calibration.click, pooled[0][features.P_CLICK], 1.0,
+                    float(np.mean(pooled[1][features.CLICK_LABEL])))
     _fit(calibration.cvr, (_apply(calibration.click, p_click), p_cvr),
          labels[features.CONVERSION_LABEL],
          lambda layer, click, cvr: tf.keras.layers.Multiply()([click, layer(cvr)]))
-    if rate_predictions is not None:  # through the product, the click map fixed
-        _solve_bias(calibration.cvr, rate_predictions[features.P_CVR],
-                    _apply(calibration.click, rate_predictions[features.P_CLICK]),
-                    float(np.mean(rate_labels[features.CONVERSION_LABEL])))
+    if pooled:  # through the product, the click map fixed
+        _solve_bias(calibration.cvr, pooled[0][features.P_CVR],
+                    _apply(calibration.click, pooled[0][features.P_CLICK]),
+                    float(np.mean(pooled[1][features.CONVERSION_LABEL])))
     return calibration
 
 

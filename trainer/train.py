@@ -119,15 +119,14 @@ def fit_calibration(funnel_model: tf.keras.Model, fn_args: tfx.components.FnArgs
                                     config.batch_size)
     train_outputs, train_labels = predict_split(funnel_model, fn_args.train_files, tft_output,
                                                 config.batch_size)
-    pooled = [{name: np.concatenate([train[name], validation[name]]) for name in validation}
-              for train, validation in ((train_outputs, outputs), (train_labels, labels))]
-    fitted = calibration.fit_calibration(outputs, labels, *pooled)  # pooled: outputs, labels
+    fitted = calibration.fit_calibration(outputs, labels, train_outputs, train_labels)
     calibrated = fitted(outputs)
     ratios = [calibration.mean_ratios(p, labels) for p in (outputs, calibrated)]
     logging.info('Calibration fitted on %d validation rows (means on %d training and validation '
                  'rows) in %.1f s, (slope, bias) %s; on the validation split, mean prediction / '
                  'mean label before: %s, after: %s.', len(labels[features.CLICK_LABEL]),
-                 len(pooled[1][features.CLICK_LABEL]), time.time() - start, fitted.parameters(),
+                 len(labels[features.CLICK_LABEL]) + len(train_labels[features.CLICK_LABEL]),
+                 time.time() - start, fitted.parameters(),
                  *ratios)
     return fitted, outputs, calibrated, labels
 
