@@ -8,9 +8,9 @@ Every figure is a ratio of two things measured in the same run, since the machin
    size, with each component's time from ML Metadata (execution create -> last update) and the
    peak memory of its process tree, against `bench/plain_script.py` doing the same work by hand
    (pandas, numpy, the same Keras model, steps and batch size, sklearn AUC).
-2. Trainer input throughput over the run's training steps: the Trainer's default input (the
-   transformed train split read into memory once, read time included) and its streaming input
-   (parsed from the TFRecords as it trains) against the same examples already in memory.
+2. Trainer input throughput over the run's training steps: the Trainer's default input (parsed
+   from the TFRecords as it trains) and its in-memory option (the transformed train split read
+   into memory once, read time included) against the same examples already in memory.
 3. Beam: ExampleGen, StatisticsGen and Transform rows/s at the largest size again, with the
    DirectRunner in multi-processing mode over every core, against the in-process run of 1.
 4. Serving: p50/p99 latency of the pushed model's serving_default signature (serialized
@@ -45,7 +45,7 @@ TRAIN_SHARE = 0.8          # the pipeline's train share (hash buckets 8:1:1)
 SERVING_BATCHES = (1, 64, 512)
 SERVING_CALLS = {1: 400, 64: 200, 512: 60}
 CEILING = 'ceiling: the same examples already in memory'
-TRAINER_INPUT = 'Trainer, default: read into memory once (read time included)'
+TRAINER_INPUT = 'Trainer, default: streamed from the files'
 # Beam runners other than the default in-process DirectRunner, run up to the Transform: the
 # multi-processing DirectRunner, and the portable runner with Beam's embedded job server (the
 # Runner API and SDK harness path of a Flink or Spark job server).
@@ -58,9 +58,9 @@ BEAM_VARIANTS = {
 BEAM_COMPONENTS = ('CsvExampleGen', 'StatisticsGen', 'Transform')
 
 # Targets (met or MISSED in the results file).
-MAX_PIPELINE_RATIO = 3.0
+MAX_PIPELINE_RATIO = 5.0
 MAX_PEAK_GB = 8.0
-MIN_INPUT_RATIO = 0.8
+MIN_INPUT_RATIO = 0.9
 MAX_SERVING_RATIO = 2.0
 
 
@@ -201,9 +201,9 @@ def output_uri(config, component: str, key: str, split: str = '') -> str:
 
 
 def input_throughput(config) -> Dict[str, float]:
-    """Training examples/s of the run's model and steps: the Trainer's input (from memory after
-    one read of the files, the read included; and streamed from the files) against the same
-    examples already in memory (the ceiling)."""
+    """Training examples/s of the run's model and steps: the Trainer's inputs (streamed from the
+    files, the default; and from memory after one read of the files, the read included) against
+    the same examples already in memory (the ceiling)."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
@@ -212,12 +212,16 @@ def input_throughput(config) -> Dict[str, float]:
     model_config, spec = config.model, config.feature_spec
     tft_output = tft.TFTransformOutput(output_uri(config, 'Transform', 'transform_graph'))
     files = [os.path.join(output_uri(config, 'Transform', 'transformed_examples', 'train'), '*')]
-    columns = train.load_columns(files, tft_output, model_config.in_memory_max_rows)
+
+    def read_columns():
+        return train.load_columns(files, tft_output, max_rows=2**40)
+
+    columns = read_columns()
     inputs = {
         CEILING: lambda: train.memory_batches(columns, model_config),
         TRAINER_INPUT: lambda: train.train_input(files, tft_output, model_config),
-        'Trainer, streamed from the files (model.in_memory_max_rows=0)': lambda: train.input_fn(
-            files, tft_output, model_config.batch_size, model_config.seed),
+        'Trainer, read into memory once (model.in_memory_max_rows, read time included)':
+            lambda: train.memory_batches(read_columns(), model_config),
     }
     result = {}
     for name, make_batches in inputs.items():
@@ -366,6 +370,11 @@ def target_lines(sizes: List[Dict], throughput: Dict, serving: Dict) -> List[str
              f'within {MAX_PIPELINE_RATIO:g}x the plain script: {ratio:.1f}x.',
              f'- {verdict(largest["pipeline"]["peak_gb"] < MAX_PEAK_GB)}: peak memory under '
              f'{MAX_PEAK_GB:g} GB: {largest["pipeline"]["peak_gb"]:.2f} GB.']
+    seconds = largest['pipeline']['components']
+    if 'Evaluator' in seconds:
+        lines.append(f'- {verdict(seconds["Evaluator"] <= seconds["Trainer"])}: Evaluator no '
+                     f'slower than the Trainer: {seconds["Evaluator"]:.0f} s vs '
+                     f'{seconds["Trainer"]:.0f} s.')
     if len(sizes) > 1:
         previous = sizes[-2]
         growth = largest['pipeline']['seconds'] / previous['pipeline']['seconds']

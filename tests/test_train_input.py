@@ -1,5 +1,5 @@
-"""The Trainer's training input: the transformed train split read into memory once, or streamed
-from the files when it has more rows than model.in_memory_max_rows; both yield the same rows."""
+"""The Trainer's training input: the transformed train split streamed from the files (default),
+or read into memory once when it has at most model.in_memory_max_rows; both yield the same rows."""
 
 import dataclasses
 
@@ -69,7 +69,7 @@ def test_load_columns_gives_up_above_max_rows(transform_run, rows, examples):
 
 
 def test_in_memory_epochs_hold_every_row_once_in_a_new_order(transform_run, rows, examples):
-    config = ModelConfig(batch_size=BATCH, seed=0)
+    config = ModelConfig(batch_size=BATCH, seed=0, in_memory_max_rows=10_000)
     dataset = train.train_input([examples], transform_run.tft_output, config)
     first = _epoch(dataset, len(rows))
     second = _epoch(dataset.skip(len(rows) // BATCH), len(rows))
@@ -79,11 +79,11 @@ def test_in_memory_epochs_hold_every_row_once_in_a_new_order(transform_run, rows
 
 
 def test_streamed_and_in_memory_inputs_have_the_same_structure(transform_run, examples):
-    config = ModelConfig(batch_size=BATCH, seed=0)
+    config = ModelConfig(batch_size=BATCH, seed=0)  # the default: streamed
     output = transform_run.tft_output
-    in_memory = next(iter(train.train_input([examples], output, config)))
-    streamed = next(iter(train.train_input([examples], output,
-                                           dataclasses.replace(config, in_memory_max_rows=0))))
+    streamed = next(iter(train.train_input([examples], output, config)))
+    in_memory = next(iter(train.train_input([examples], output, dataclasses.replace(
+        config, in_memory_max_rows=10_000))))
     for memory_part, streamed_part in zip(in_memory, streamed):
         assert set(memory_part) == set(streamed_part)
         for name in memory_part:

@@ -90,9 +90,11 @@ class ModelConfig:
     steps_per_validation: int = 250    # early stopping checks the validation loss this often
     early_stopping_patience: int = 2   # validations without improvement before stopping
     warm_start: bool = False           # start from the latest blessed model where it fits
-    # Train from memory when the transformed train split has at most this many rows (65 bytes
-    # each with the simulator's columns): parsed once, not every epoch. 0: always stream.
-    in_memory_max_rows: int = 10_000_000
+    # 0 (default): stream the transformed train split from its files, parsed batch by batch as
+    # training goes (the faster input on CPU: bench/results/speed.md). N > 0: read a split of at
+    # most N rows into memory first (65 bytes a row with the simulator's columns) and shuffle all
+    # of it every epoch, e.g. for time-ordered logs or a GPU that outpaces the parse.
+    in_memory_max_rows: int = 0
     seed: int = 42
 
     # Losses (trainer/losses.py), task weighting (task_weighting.py), schedules (schedules.py).

@@ -1,10 +1,10 @@
 """Training batches from columns held in memory: a new seeded order every epoch.
 
-Parsing tf.Examples costs about as much CPU per example as a training step of the default model,
-so on a CPU machine a streaming input slows training down. When the transformed train split fits
-in memory, the Trainer parses it once and then shuffles row indices and gathers each batch (both
-inputs against the in-memory ceiling: bench/results/speed.md, `make bench`). Imports only
-TensorFlow (the benchmark's DeepCTR venv uses it too).
+The Trainer's option `model.in_memory_max_rows` (default: stream the files): the split is parsed
+once, then every epoch shuffles all row indices and gathers each batch, where the streaming input
+shuffles within a 10,000-record buffer. The benchmarks train from it (bench/quality.py), and the
+in-memory ceiling of `make bench` is it without the read. Imports only TensorFlow (the
+benchmark's DeepCTR venv uses it too).
 """
 
 from typing import Dict

@@ -53,8 +53,8 @@ def input_fn(file_pattern: List[str], tft_output: tft.TFTransformOutput, batch_s
 
 def train_input(file_pattern: List[str], tft_output: tft.TFTransformOutput,
                 config: ModelConfig) -> tf.data.Dataset:
-    """input_fn's batches, from memory when the split has at most config.in_memory_max_rows
-    rows (see trainer/in_memory.py for why), else streamed from the files."""
+    """input_fn's batches, streamed from the files; from memory when config.in_memory_max_rows
+    is set and the split has at most that many rows (trainer/in_memory.py)."""
     columns = (load_columns(file_pattern, tft_output, config.in_memory_max_rows)
                if config.in_memory_max_rows else None)
     if columns is None:
