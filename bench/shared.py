@@ -2,7 +2,7 @@
 the input pipeline and the throughput measurement.
 
 Both systems train on the same in-memory arrays, batched and reshuffled every epoch the same
-way (trainer/in_memory.py, which the Trainer uses too), and are timed the same way, so that
+way (trainer/in_memory.py, the Trainer's in-memory option), and are timed the same way, so that
 examples/s compares the models, not two input pipelines.
 """
 
