@@ -140,30 +140,38 @@ def train_project(config, data_dir: str, epochs: int) -> Dict[str, np.ndarray]:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from trainer.calibration import fit_calibration
+    from trainer.calibration import Rows, fit_calibration
     from trainer.in_memory import epoch_batches
     from trainer.labels import split_labels
     from trainer.train import build_compiled_model
 
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(config.seed)
-    model = build_compiled_model(config, tft.TFTransformOutput(os.path.join(data_dir,
-                                                                            'transform_fn')),
-                                 load_config().feature_spec)
+    tft_output = tft.TFTransformOutput(os.path.join(data_dir, 'transform_fn'))
+    spec = load_config().feature_spec
+    model = build_compiled_model(config, tft_output, spec)
     batches = epoch_batches(shared.load(data_dir, 'train'), config.batch_size,
                                    config.seed).map(split_labels)
     examples_per_s = shared.fit(model, batches, epochs, config.batch_size)
-    outputs = {name: value.reshape(-1)
-               for name, value in shared.predict(model, shared.load(data_dir, 'test')).items()}
+    test = shared.load(data_dir, 'test')
+    outputs = {name: value.reshape(-1) for name, value in shared.predict(model, test).items()}
     uncalibrated = {f'uncalibrated {name}': value for name, value in outputs.items()}
     if config.calibration:  # as the pipeline's Trainer does: slopes from the validation split,
-        # means from the training and validation splits together (trainer/calibration.py)
-        splits = [shared.load(data_dir, name) for name in ('train', 'validation')]
-        predicted = [{name: value.reshape(-1)
-                      for name, value in shared.predict(model, rows).items()} for rows in splits]
-        calibrator = fit_calibration(predicted[1], splits[1], predicted[0], splits[0])
-        outputs = {name: np.asarray(value).reshape(-1)
-                   for name, value in calibrator(outputs).items()}
+        # means overall and per slice value from the training and validation splits together
+        # (trainer/calibration.py)
+        slices = spec.slices if config.calibrate_slices else ()
+
+        def rows(split: str) -> Rows:
+            arrays = shared.load(data_dir, split)
+            return Rows({name: value.reshape(-1)
+                         for name, value in shared.predict(model, arrays).items()},
+                        {name: arrays[name] for name in features.LABELS},
+                        {name: arrays[name] for name in slices})
+
+        calibrator = fit_calibration(rows('validation'), rows('train'), {
+            name: tft_output.num_buckets_for_transformed_feature(name) for name in slices})
+        outputs = {name: np.asarray(value).reshape(-1) for name, value in calibrator(
+            outputs, {name: test[name] for name in slices}).items()}
     return {**outputs, **uncalibrated, 'examples_per_s': examples_per_s}
 
 

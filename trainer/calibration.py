@@ -3,7 +3,8 @@
 A bidder multiplies p_click x p_cvr x value, so the probabilities must be right on average, not
 only well ordered. Early stopping and the imbalance of the tasks leave the trained model's means
 off (main's `make run`: click 0.80, conversion 0.86 of the observed rates). Each task gets a
-Platt map p -> sigmoid(slope * logit(p) + bias), monotone (slope > 0), so AUC is unchanged.
+Platt map p -> sigmoid(slope * logit(p) + bias), monotone (slope > 0), so it keeps the order
+of the rows (the slice biases below reorder them only across slice values).
 
 The maps are fitted on the validation split, which training never fits on, with Keras:
 - p_click on every impression (BCE against the click);
@@ -19,15 +20,24 @@ those means equal the label rates of the training and validation splits together
 mean prediction is the same on rows it trained on and on rows it did not (the training rows do
 not inflate it), while the validation split alone holds too few conversions to pin their rate
 down (its sampling error, 1 / sqrt(conversions), is about 6% at 1M rows; docs/calibration.md).
+
+A slope below 1 pulls every prediction towards the overall rate, so slices whose rate differs
+(an ad position seen rarely clicked) come out too high or too low even when the model ranked
+them right. So each slice column of the feature spec (the Evaluator's slices) also gets one bias
+per value (field-aware calibration, Pan et al. 2020), solved on the same pooled rows so that the
+calibrated mean of every value of every slice column equals its label rate.
 """
 
+import dataclasses
 import json
+import logging
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 from scipy.optimize import brentq
+from scipy.special import expit
 
 from trainer import features
 
@@ -35,6 +45,11 @@ EPSILON = 1e-7           # probabilities are clipped to [EPSILON, 1 - EPSILON] b
 FIT_EPOCHS = 300         # full-batch Adam steps: 4 parameters converge well within this
 FIT_LEARNING_RATE = 0.05
 BIAS_BOUND = 30.0        # the solved biases are searched in [-BIAS_BOUND, BIAS_BOUND]
+# Slice biases: a ridge of this many pseudo-positives pulls each towards 0 (a value with few or
+# no positives keeps a finite bias); solved to this relative gap per value, in at most MAX_SWEEPS.
+SLICE_PRIOR = 1.0
+SLICE_TOLERANCE = 1e-4
+MAX_SWEEPS = 100
 # The validation split's reliability data before and after the maps, shipped with the model for
 # the report's before/after diagrams (report/build.py).
 HISTOGRAMS_FILE = os.path.join('assets.extra', 'calibration_histograms.json')
@@ -43,103 +58,167 @@ HISTOGRAM_BUCKETS = 200  # equal-count buckets of sorted predictions; the report
 
 @tf.keras.utils.register_keras_serializable(package='funnel')
 class PlattScaling(tf.keras.layers.Layer):
-    """p -> sigmoid(slope * logit(p) + bias); the identity until fitted (slope 1, bias 0)."""
+    """p -> sigmoid(slope * logit(p) + bias + the bias of each slice column's value); the
+    identity until fitted (slope 1, biases 0). `slice_buckets`: ids per slice column."""
+
+    def __init__(self, slice_buckets: Mapping[str, int] = (), **kwargs):
+        super().__init__(**kwargs)
+        self.slice_buckets = dict(slice_buckets)
 
     def build(self, input_shape):
         self.slope = self.add_weight(name='slope', shape=(), initializer='ones',
                                      constraint=tf.keras.constraints.NonNeg())
         self.bias = self.add_weight(name='bias', shape=(), initializer='zeros')
+        self.slice_biases = {name: self.add_weight(name=f'{name}_bias', shape=(buckets,),
+                                                   initializer='zeros')
+                             for name, buckets in self.slice_buckets.items()}
 
-    def call(self, p):
+    def call(self, p, slices: Optional[Mapping[str, tf.Tensor]] = None):
         p = tf.clip_by_value(p, EPSILON, 1.0 - EPSILON)
-        return tf.sigmoid(self.slope * (tf.math.log(p) - tf.math.log1p(-p)) + self.bias)
+        z = self.slope * (tf.math.log(p) - tf.math.log1p(-p)) + self.bias
+        for name, table in self.slice_biases.items():
+            z += tf.reshape(tf.gather(table, slices[name]), tf.shape(z))
+        return tf.sigmoid(z)
+
+    def get_config(self):
+        return {**super().get_config(), 'slice_buckets': dict(self.slice_buckets)}
 
 
 @tf.keras.utils.register_keras_serializable(package='funnel')
 class FunnelCalibration(tf.keras.layers.Layer):
-    """The model's outputs -> calibrated p_click, p_cvr and p_conversion = their product."""
+    """The model's outputs (and the slice columns' ids) -> calibrated p_click, p_cvr and
+    p_conversion = their product."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, slice_buckets: Mapping[str, int] = (), **kwargs):
         super().__init__(**kwargs)
-        self.click = PlattScaling(name='click_calibration')
-        self.cvr = PlattScaling(name='cvr_calibration')
+        self.slice_buckets = dict(slice_buckets)
+        self.click = PlattScaling(self.slice_buckets, name='click_calibration')
+        self.cvr = PlattScaling(self.slice_buckets, name='cvr_calibration')
 
-    def call(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        p_click = self.click(outputs[features.P_CLICK])
-        p_cvr = self.cvr(outputs[features.P_CVR])
+    def call(self, outputs: Dict[str, tf.Tensor],
+             slices: Optional[Mapping[str, tf.Tensor]] = None) -> Dict[str, tf.Tensor]:
+        p_click = self.click(outputs[features.P_CLICK], slices)
+        p_cvr = self.cvr(outputs[features.P_CVR], slices)
         return {features.P_CLICK: p_click, features.P_CVR: p_cvr,
                 features.P_CONVERSION: p_click * p_cvr}
 
-    def parameters(self) -> Dict[str, Tuple[float, float]]:
-        """Per task, the fitted (slope, bias), for the log."""
-        return {task: (float(layer.slope.numpy()), float(layer.bias.numpy()))
+    def get_config(self):
+        return {**super().get_config(), 'slice_buckets': dict(self.slice_buckets)}
+
+    def parameters(self) -> Dict[str, Tuple[float, ...]]:
+        """Per task, the fitted (slope, bias) and per slice column the range of its biases, for
+        the log."""
+        return {task: (float(layer.slope.numpy()), float(layer.bias.numpy()), *(
+                    f'{name} {table.numpy().min():+.3f}..{table.numpy().max():+.3f}'
+                    for name, table in layer.slice_biases.items()))
                 for task, layer in (('click', self.click), ('cvr', self.cvr))}
 
 
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """One split's rows as [rows] arrays: the model's outputs (p_click, p_cvr), the labels
+    (click, conversion) and the slice columns' transformed ids."""
+    predictions: Mapping[str, np.ndarray]
+    labels: Mapping[str, np.ndarray]
+    slices: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def __add__(self, other: 'Rows') -> 'Rows':
+        def join(a, b):
+            return {name: np.concatenate([a[name], b[name]]) for name in a}
+        return Rows(join(self.predictions, other.predictions), join(self.labels, other.labels),
+                    join(self.slices, other.slices))
+
+
 def _fit(layer: PlattScaling, inputs: Tuple[np.ndarray, ...], label: np.ndarray, combine):
-    """Fits `layer` alone by full-batch Adam on the BCE of combine(layer, *inputs) vs label."""
+    """Sets `layer`'s slope and bias to a map without slice biases fitted by full-batch Adam on
+    the BCE of combine(map, *inputs) vs label."""
+    platt = PlattScaling()
     tensors = [tf.keras.Input(shape=(1,)) for _ in inputs]
-    model = tf.keras.Model(tensors, combine(layer, *tensors))
+    model = tf.keras.Model(tensors, combine(platt, *tensors))
     model.compile(optimizer=tf.keras.optimizers.Adam(FIT_LEARNING_RATE),
                   loss=tf.keras.losses.BinaryCrossentropy())
     columns = [np.asarray(x, np.float32).reshape(-1, 1) for x in inputs]
     model.fit(columns, np.asarray(label, np.float32).reshape(-1, 1), batch_size=len(label),
               epochs=FIT_EPOCHS, verbose=0, shuffle=False)
+    layer.slope.assign(platt.slope)
+    layer.bias.assign(platt.bias)
 
 
-def _solve_bias(layer: PlattScaling, p: np.ndarray, weight: np.ndarray, rate: float):
-    """Sets the layer's bias so that mean(weight * layer(p)) = rate, its slope unchanged."""
-    slope = float(layer.slope.numpy())
-    p = np.clip(np.asarray(p, np.float64), EPSILON, 1.0 - EPSILON)
-    z = slope * (np.log(p) - np.log1p(-p))
+def _solve_means(layer: PlattScaling, rows: Rows, output: str, weight: np.ndarray, label: str):
+    """Sets the layer's biases, its slope unchanged, so that the mean of weight * layer(p)
+    equals the label rate of `rows`: overall (the bias), then on every value of every slice
+    column (the slice biases, by Newton steps one column at a time)."""
+    p = np.clip(np.asarray(rows.predictions[output], np.float64), EPSILON, 1.0 - EPSILON)
+    z = float(layer.slope.numpy()) * (np.log(p) - np.log1p(-p))
+    target = np.asarray(rows.labels[label], np.float64)
+
     def gap(bias):
-        return float(np.mean(weight / (1.0 + np.exp(-(z + bias))))) - rate
+        return float(np.mean(weight * expit(z + bias))) - np.mean(target)
+
     layer.bias.assign(brentq(gap, -BIAS_BOUND, BIAS_BOUND, xtol=1e-6))
+    z = z + float(layer.bias.numpy())
+    if not layer.slice_biases:
+        return
+    biases = {name: np.zeros(table.shape[0]) for name, table in layer.slice_biases.items()}
+    positives = {name: np.bincount(rows.slices[name], target, minlength=len(values))
+                 for name, values in biases.items()}
+    sweeps, worst = 0, np.inf
+    while sweeps < MAX_SWEEPS and worst >= SLICE_TOLERANCE:
+        sweeps, worst = sweeps + 1, 0.0
+        for name, values in biases.items():
+            ids = rows.slices[name]
+            sigmoid = expit(z + sum(biases[n][rows.slices[n]] for n in biases))
+            excess = np.bincount(ids, weight * sigmoid, minlength=len(values)) - positives[name]
+            curvature = np.bincount(ids, weight * sigmoid * (1.0 - sigmoid),
+                                    minlength=len(values))
+            gradient = excess + SLICE_PRIOR * values  # of the log loss with the ridge
+            values -= gradient / (curvature + SLICE_PRIOR)
+            worst = max(worst, float(np.max(np.abs(gradient) / np.maximum(positives[name], 1))))
+    logging.info('Slice biases of %s solved in %d sweeps (largest relative gap %.1e).',
+                 layer.name, sweeps, worst)
+    for name, values in biases.items():
+        layer.slice_biases[name].assign(values.astype(np.float32))
 
 
-def fit_calibration(predictions: Dict[str, np.ndarray], labels: Dict[str, np.ndarray],
-                    train_predictions: Optional[Dict[str, np.ndarray]] = None,
-                    train_labels: Optional[Dict[str, np.ndarray]] = None) -> FunnelCalibration:
-    """The calibration maps fitted on validation `predictions` (p_click, p_cvr) and `labels`
-    (click, conversion), all [rows] arrays; with the training rows' `train_predictions` and
-    `train_labels`, the biases are then solved on the training and validation rows together so
-    that the calibrated means equal their label rates. Raises ValueError when a task has no
-    positive or no negative validation row, on which nothing can be fitted."""
+def fit_calibration(validation: Rows, train: Optional[Rows] = None,
+                    slice_buckets: Mapping[str, int] = ()) -> FunnelCalibration:
+    """The calibration maps: slopes fitted on the validation rows, biases (overall and per
+    value of each slice column in `slice_buckets`, {column: ids}) solved on the training and
+    validation rows together, or on the validation rows alone without `train`. Raises
+    ValueError when a task has no positive or no negative validation row, on which nothing can
+    be fitted."""
     for label in features.LABELS:
-        positives = int(np.sum(labels[label]))
-        if positives == 0 or positives == len(labels[label]):
+        positives = int(np.sum(validation.labels[label]))
+        if positives == 0 or positives == len(validation.labels[label]):
             raise ValueError(
                 f'Cannot fit the calibration: the validation split has {positives} {label}s in '
-                f'{len(labels[label])} rows; it needs both classes. Give the validation split '
-                'more rows (FUNNEL_VALIDATION_HASH_BUCKETS) or set FUNNEL_MODEL_CALIBRATION=false.')
-    calibration = FunnelCalibration(name='calibration')
-    p_click, p_cvr = predictions[features.P_CLICK], predictions[features.P_CVR]
-    calibration({features.P_CLICK: tf.constant(p_click[:1].reshape(-1, 1), tf.float32),
-                 features.P_CVR: tf.constant(p_cvr[:1].reshape(-1, 1), tf.float32)})  # build
-    pooled = None
-    if train_predictions is not None:
-        pooled = [{name: np.concatenate([train[name], validation[name]]) for name in names}
-                  for train, validation, names in (
-                      (train_predictions, predictions, (features.P_CLICK, features.P_CVR)),
-                      (train_labels, labels, features.LABELS))]
-    _fit(calibration.click, (p_click,), labels[features.CLICK_LABEL],
+                f'{len(validation.labels[label])} rows; it needs both classes. Give the '
+                'validation split more rows (FUNNEL_VALIDATION_HASH_BUCKETS) or set '
+                'FUNNEL_MODEL_CALIBRATION=false.')
+    calibration = FunnelCalibration(slice_buckets, name='calibration')
+    pooled = validation + train if train is not None else validation
+    p_click, p_cvr = (validation.predictions[name] for name in (features.P_CLICK, features.P_CVR))
+    calibration({name: tf.constant(p[:1].reshape(-1, 1), tf.float32) for name, p in (
+        (features.P_CLICK, p_click), (features.P_CVR, p_cvr))},
+        {name: tf.constant(validation.slices[name][:1]) for name in slice_buckets})  # builds it
+    _fit(calibration.click, (p_click,), validation.labels[features.CLICK_LABEL],
          lambda layer, p: layer(p))
-    if pooled:
-        _solve_bias(calibration.click, pooled[0][features.P_CLICK], 1.0,
-                    float(np.mean(pooled[1][features.CLICK_LABEL])))
-    _fit(calibration.cvr, (_apply(calibration.click, p_click), p_cvr),
-         labels[features.CONVERSION_LABEL],
+    _solve_means(calibration.click, pooled, features.P_CLICK, 1.0, features.CLICK_LABEL)
+    _fit(calibration.cvr, (_apply(calibration.click, p_click, validation.slices), p_cvr),
+         validation.labels[features.CONVERSION_LABEL],
          lambda layer, click, cvr: tf.keras.layers.Multiply()([click, layer(cvr)]))
-    if pooled:  # through the product, the click map fixed
-        _solve_bias(calibration.cvr, pooled[0][features.P_CVR],
-                    _apply(calibration.click, pooled[0][features.P_CLICK]),
-                    float(np.mean(pooled[1][features.CONVERSION_LABEL])))
+    # The cvr biases through the product, the click map fixed.
+    _solve_means(calibration.cvr, pooled, features.P_CVR,
+                 _apply(calibration.click, pooled.predictions[features.P_CLICK], pooled.slices),
+                 features.CONVERSION_LABEL)
     return calibration
 
 
-def _apply(layer: PlattScaling, p: np.ndarray) -> np.ndarray:
-    """The map of `layer` on the [rows] array p, as a [rows] array."""
-    return layer(tf.constant(np.reshape(p, (-1, 1)), tf.float32)).numpy().reshape(-1)
+def _apply(layer: PlattScaling, p: np.ndarray, slices: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The map of `layer` on the [rows] array p and its rows' slice ids, as a [rows] array."""
+    return layer(tf.constant(np.reshape(p, (-1, 1)), tf.float32),
+                 {name: tf.constant(slices[name]) for name in layer.slice_biases}
+                 ).numpy().reshape(-1)
 
 
 def mean_ratios(predictions: Dict[str, np.ndarray], labels: Dict[str, np.ndarray]

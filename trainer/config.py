@@ -110,8 +110,10 @@ class ModelConfig:
     curriculum_ramp_steps: int = 250   # conversion loss's weight rises linearly to 1 over these
 
     # Fit a calibration of p_click and p_cvr on the validation split after training and ship it
-    # in the SavedModel (trainer/calibration.py).
+    # in the SavedModel (trainer/calibration.py); with a bias per value of each of the feature
+    # spec's slice columns unless calibrate_slices is false.
     calibration: bool = True
+    calibrate_slices: bool = True
 
     def validate(self):
         for name, allowed in (('architecture', ARCHITECTURES), ('loss', LOSSES),

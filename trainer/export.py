@@ -60,7 +60,8 @@ def export_serving_model(model: tf.keras.Model, tft_output: tft.TFTransformOutpu
         transformed = model.tft_layer(raw_features)
         outputs = model({name: transformed[name] for name in model.input_names})
         if calibrator is not None:
-            outputs = model.calibration(outputs)
+            outputs = model.calibration(outputs, {name: transformed[name]
+                                                  for name in calibrator.slice_buckets})
         return {name: tf.reshape(value, [-1]) for name, value in outputs.items()}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])

@@ -95,40 +95,46 @@ def load_columns(file_pattern: List[str], tft_output: tft.TFTransformOutput,
 
 
 def predict_split(funnel_model: tf.keras.Model, file_pattern: List[str],
-                  tft_output: tft.TFTransformOutput,
-                  batch_size: int) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
-    """The model's outputs and the labels on every row of a split, read once in order."""
-    outputs, labels = {}, {}
+                  tft_output: tft.TFTransformOutput, batch_size: int,
+                  slices: Tuple[str, ...]) -> calibration.Rows:
+    """The model's outputs, the labels and the `slices` columns' ids on every row of a split,
+    read once in order."""
+    columns = {}
     for batch in parsed_batches(file_pattern, tft_output, batch_size):
-        for name in features.LABELS:
-            labels.setdefault(name, []).append(batch.pop(name).numpy().reshape(-1))
-        for name, value in funnel_model(batch, training=False).items():
-            outputs.setdefault(name, []).append(value.numpy().reshape(-1))
-    return ({name: np.concatenate(parts) for name, parts in outputs.items()},
-            {name: np.concatenate(parts) for name, parts in labels.items()})
+        labels = {name: batch.pop(name) for name in features.LABELS}
+        outputs = funnel_model(batch, training=False)
+        for name, value in [*outputs.items(), *labels.items(), *((n, batch[n]) for n in slices)]:
+            columns.setdefault(name, []).append(value.numpy().reshape(-1))
+    columns = {name: np.concatenate(parts) for name, parts in columns.items()}
+    return calibration.Rows({name: columns[name] for name in outputs},
+                            {name: columns[name] for name in features.LABELS},
+                            {name: columns[name] for name in slices})
 
 
 def fit_calibration(funnel_model: tf.keras.Model, fn_args: tfx.components.FnArgs,
-                    tft_output: tft.TFTransformOutput,
-                    config: ModelConfig) -> Tuple[calibration.FunnelCalibration, Dict, Dict, Dict]:
+                    tft_output: tft.TFTransformOutput, config: ModelConfig,
+                    spec: features.FeatureSpec
+                    ) -> Tuple[calibration.FunnelCalibration, Dict, Dict, Dict]:
     """The calibration maps fitted on the validation split, their means on the training and
     validation splits together (trainer/calibration.py); with the validation split's outputs
     before and after them and its labels."""
     start = time.time()
-    outputs, labels = predict_split(funnel_model, fn_args.eval_files, tft_output,
-                                    config.batch_size)
-    train_outputs, train_labels = predict_split(funnel_model, fn_args.train_files, tft_output,
-                                                config.batch_size)
-    fitted = calibration.fit_calibration(outputs, labels, train_outputs, train_labels)
-    calibrated = fitted(outputs)
-    ratios = [calibration.mean_ratios(p, labels) for p in (outputs, calibrated)]
+    slices = spec.slices if config.calibrate_slices else ()
+    validation, train = (predict_split(funnel_model, files, tft_output, config.batch_size, slices)
+                         for files in (fn_args.eval_files, fn_args.train_files))
+    fitted = calibration.fit_calibration(validation, train, {
+        name: tft_output.num_buckets_for_transformed_feature(name) for name in slices})
+    calibrated = fitted(validation.predictions, validation.slices)
+    ratios = [calibration.mean_ratios(p, validation.labels)
+              for p in (validation.predictions, calibrated)]
     logging.info('Calibration fitted on %d validation rows (means on %d training and validation '
-                 'rows) in %.1f s, (slope, bias) %s; on the validation split, mean prediction / '
-                 'mean label before: %s, after: %s.', len(labels[features.CLICK_LABEL]),
-                 len(labels[features.CLICK_LABEL]) + len(train_labels[features.CLICK_LABEL]),
-                 time.time() - start, fitted.parameters(),
-                 *ratios)
-    return fitted, outputs, calibrated, labels
+                 'rows) in %.1f s, (slope, bias, slice biases) %s; on the validation split, mean '
+                 'prediction / mean label before: %s, after: %s.',
+                 len(validation.labels[features.CLICK_LABEL]),
+                 len(validation.labels[features.CLICK_LABEL])
+                 + len(train.labels[features.CLICK_LABEL]),
+                 time.time() - start, fitted.parameters(), *ratios)
+    return fitted, validation.predictions, calibrated, validation.labels
 
 
 def model_inputs(tft_output: tft.TFTransformOutput,
@@ -186,7 +192,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     if not config.calibration:
         export.export_serving_model(funnel_model, tft_output, fn_args.serving_model_dir, spec)
         return
-    fitted, before, after, labels = fit_calibration(funnel_model, fn_args, tft_output, config)
+    fitted, before, after, labels = fit_calibration(funnel_model, fn_args, tft_output, config,
+                                                    spec)
     export.export_serving_model(funnel_model, tft_output, fn_args.serving_model_dir, spec,
                                 fitted)
     calibration.write_histograms(fn_args.serving_model_dir, before, after, labels)
