@@ -209,8 +209,9 @@ def test_evaluation_has_every_task_on_every_slice(first_run):
 def test_evaluator_reads_only_the_eval_split_and_the_model_is_calibrated(pipeline_config,
                                                                            first_run):
     """Three splits: the Evaluator's rows are exactly ExampleGen's eval split (training early-
-    stopped and calibrated on validation); the pushed model carries fitted calibration maps;
-    the summary has the calibration band and a calibration row per slice."""
+    stopped and calibrated on validation); the pushed model carries fitted calibration maps,
+    with a bias table per task and slice column; the summary has the calibration band and a
+    calibration row per slice."""
     splits = {}
     for split in ('train', 'validation', 'eval'):
         files = tf.io.gfile.glob(os.path.join(pipeline_config.pipeline_root, 'CsvExampleGen',
@@ -221,7 +222,11 @@ def test_evaluator_reads_only_the_eval_split_and_the_model_is_calibrated(pipelin
     assert overall[features.P_CLICK]['']['example_count']['doubleValue'] == splits['eval']
     maps = [v.numpy() for v in tf.saved_model.load(first_run['pushed_to']).variables
             if 'calibration' in v.name]
-    assert len(maps) == 4 and not np.allclose(maps, [1, 0, 1, 0])  # (slope, bias) per task
+    scalars = [value for value in maps if value.shape == ()]  # (slope, bias) per task
+    assert len(scalars) == 4 and not np.allclose(scalars, [1, 0, 1, 0])
+    slices = pipeline_config.feature_spec.slices
+    tables = [value for value in maps if value.ndim == 1]
+    assert len(tables) == 2 * len(slices) and all(np.any(table != 0) for table in tables)
     assert [row[:3] for row in first_run['calibration_band']] == [
         (output, bound, summary.OVERALL) for output in (features.P_CLICK, features.P_CONVERSION)
         for bound in ('calibration_lower_bound', 'calibration_upper_bound')]
