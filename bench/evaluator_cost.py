@@ -46,16 +46,19 @@ Change = Callable[[tfma.EvalConfig], None]
 def _without(class_name: str) -> Change:
     def change(config: tfma.EvalConfig):
         for spec in config.metrics_specs:
-            for metric in [m for m in spec.metrics if m.class_name == class_name]:
+            for metric in [m for m in spec.metrics
+                           if eval_metrics.tfma_class_name(m) == class_name]:
                 spec.metrics.remove(metric)
     return change
 
 
-def tfma_own_means(config: tfma.EvalConfig):
-    """The eval config as it was: TFMA's own combiners for the means and counts."""
+def tfma_own_metrics(config: tfma.EvalConfig):
+    """The eval config with TFMA's (and Keras's) own metrics, each its own combiner, instead of
+    the shared combiner (pipeline/eval_metrics.py; the calibration bounds have no TFMA
+    counterpart and stay)."""
     for spec in config.metrics_specs:
         for metric in spec.metrics:
-            if metric.class_name.startswith(eval_metrics.PREFIX):  # read off the histogram
+            if metric.class_name.startswith(eval_metrics.PREFIX):  # from the shared combiner
                 metric.class_name = eval_metrics.tfma_class_name(metric)  # TFMA's own
                 metric.module = ''
 
@@ -63,8 +66,8 @@ def tfma_own_means(config: tfma.EvalConfig):
 def _native_log_loss(config: tfma.EvalConfig):
     for spec in config.metrics_specs:
         for metric in spec.metrics:
-            if metric.class_name == 'BinaryCrossentropy':  # Keras's, run as a TF metric
-                metric.class_name = 'BinaryCrossEntropy'   # TFMA's own combiner
+            if eval_metrics.tfma_class_name(metric) == 'BinaryCrossentropy':  # Keras's
+                metric.class_name, metric.module = 'BinaryCrossEntropy', ''  # TFMA's own
 
 
 def _overall_slice_only(config: tfma.EvalConfig):
@@ -81,8 +84,8 @@ VARIANTS: Dict[str, Tuple[str, Change, List[str]]] = {
                      _overall_slice_only, IN_PROCESS),
     'no-plot': ('no calibration plot', _without('CalibrationPlot'), IN_PROCESS),
     'no-log-loss': ('no log loss', _without('BinaryCrossentropy'), IN_PROCESS),
-    'before': ("before the histogram-derived metrics: TFMA's own Calibration, MeanLabel, "
-               'MeanPrediction and ExampleCount combiners', tfma_own_means, IN_PROCESS),
+    'before': ("TFMA's and Keras's own metrics (AUC, calibration plot, log loss, calibration, "
+               'means, example count), each its own combiner', tfma_own_metrics, IN_PROCESS),
     'native-log-loss': ("TFMA's native log loss instead of the Keras metric", _native_log_loss,
                         IN_PROCESS),
     'multi-process': ('the multi-processing DirectRunner, a worker per core',

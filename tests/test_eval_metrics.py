@@ -25,7 +25,7 @@ from tensorflow_model_analysis.extractors import (
 )
 from tfx_bsl.tfxio import tf_example_record
 
-from bench.evaluator_cost import largest_difference, numbers, tfma_own_means
+from bench.evaluator_cost import largest_difference, numbers, tfma_own_metrics
 from pipeline.config import EvaluationConfig
 from pipeline.eval_config import make_eval_config
 from trainer import features
@@ -107,7 +107,7 @@ def test_eval_config_gives_the_numbers_of_the_one_before(tmp_path, rows, seed):
     config = dataclasses.replace(EvaluationConfig(), min_calibration=0.5, max_calibration=2.0)
     new = _evaluate(make_eval_config(config, SPEC), data, os.path.join(tmp_path, 'new'))
     old_config = make_eval_config(config, SPEC)
-    tfma_own_means(old_config)
+    tfma_own_metrics(old_config)
     old = _evaluate(old_config, data, os.path.join(tmp_path, 'old'))
 
     difference, where = largest_difference(old[0], new[0])
