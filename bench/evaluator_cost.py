@@ -34,7 +34,7 @@ from tfx.types import standard_component_specs as specs
 from tfx.utils import proto_utils
 
 from bench import results_file
-from bench.speed import output_uri
+from bench.speed import PeakMemory, output_uri
 from components.production_model import EvaluatorExecutor
 from pipeline import eval_config as pipeline_eval_config
 from pipeline import eval_metrics
@@ -76,6 +76,8 @@ def _overall_slice_only(config: tfma.EvalConfig):
 
 IN_PROCESS = ['--direct_running_mode=in_memory', '--direct_num_workers=1']
 MULTI_PROCESS = ['--direct_running_mode=multi_processing', '--direct_num_workers=0']
+# Beam's portable runner with its embedded job server, the SDK harness in this process.
+PORTABLE = ['--runner=PortableRunner', '--job_endpoint=embed', '--environment_type=LOOPBACK']
 
 # name: (what it is, its change to the pipeline's eval config, the Evaluator's Beam args)
 VARIANTS: Dict[str, Tuple[str, Change, List[str]]] = {
@@ -90,6 +92,8 @@ VARIANTS: Dict[str, Tuple[str, Change, List[str]]] = {
                         IN_PROCESS),
     'multi-process': ('the multi-processing DirectRunner, a worker per core',
                       lambda config: None, MULTI_PROCESS),
+    'portable': ("Beam's PortableRunner, embedded job server, LOOPBACK", lambda config: None,
+                 PORTABLE),
 }
 
 
@@ -121,9 +125,10 @@ def _cpu_seconds() -> float:
 
 
 def run_evaluator(eval_config: tfma.EvalConfig, beam_args: List[str], inputs: dict,
-                  out: str) -> Tuple[float, float]:
-    """(Wall seconds, CPU seconds) of one run of the pipeline's Evaluator executor; results
-    under `out`. CPU seconds are what machine load changes least."""
+                  out: str) -> Tuple[float, float, float]:
+    """(Wall seconds, CPU seconds, peak GB of this process and its Beam workers) of one run of
+    the pipeline's Evaluator executor; results under `out`. CPU seconds are what machine load
+    changes least."""
     outputs = {specs.EVALUATION_KEY: [_artifact(standard_artifacts.ModelEvaluation,
                                                 os.path.join(out, 'evaluation'))],
                specs.BLESSING_KEY: [_artifact(standard_artifacts.ModelBlessing,
@@ -134,9 +139,10 @@ def run_evaluator(eval_config: tfma.EvalConfig, beam_args: List[str], inputs: di
                   specs.EXAMPLE_SPLITS_KEY: json.dumps(['eval'])}
     executor = EvaluatorExecutor(base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=list(beam_args), tmp_dir=os.path.join(out, 'tmp')))
-    start, cpu = time.perf_counter(), _cpu_seconds()
+    start, cpu, memory = time.perf_counter(), _cpu_seconds(), PeakMemory(os.getpid())
     executor.Do(inputs, outputs, properties)
-    return time.perf_counter() - start, _cpu_seconds() - cpu
+    memory.stopped = True
+    return time.perf_counter() - start, _cpu_seconds() - cpu, memory.gb
 
 
 def _numbers(value, path: str, into: Dict[str, float]):
@@ -182,6 +188,8 @@ def main():
     parser.add_argument('--rounds', type=int, default=1, help='runs of every variant')
     parser.add_argument('--variants', default=','.join(VARIANTS),
                         help='comma-separated names of VARIANTS, the reference first')
+    parser.add_argument('--no-baseline', action='store_true',
+                        help='the candidate alone, as on the first run (and in make bench)')
     parser.add_argument('--profile', type=int, default=0, metavar='N',
                         help="profile the first variant's first run (cProfile) and print its "
                              'N costliest functions by cumulative time')
@@ -189,11 +197,12 @@ def main():
     names = args.variants.split(',')
     config = load_config()
     inputs = {specs.MODEL_KEY: [_artifact(standard_artifacts.Model,
-                                          output_uri(config, 'Trainer', 'model'))],
-              specs.BASELINE_MODEL_KEY: [_artifact(standard_artifacts.Model,
-                                                   output_uri(config, 'ProductionModel',
-                                                              'model'))]}
-    seconds: Dict[str, List[Tuple[float, float]]] = {name: [] for name in names}
+                                          output_uri(config, 'Trainer', 'model'))]}
+    if not args.no_baseline:
+        inputs[specs.BASELINE_MODEL_KEY] = [_artifact(standard_artifacts.Model,
+                                                      output_uri(config, 'ProductionModel',
+                                                                 'model'))]
+    seconds: Dict[str, List[Tuple[float, float, float]]] = {name: [] for name in names}
     outcome: Dict[str, Tuple[Dict[str, float], bool]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         inputs[specs.EXAMPLES_KEY] = [_eval_rows(config, args.rows, os.path.join(tmp, 'rows'))]
@@ -211,22 +220,23 @@ def main():
                 if profile:
                     profile.disable()
                     pstats.Stats(profile).sort_stats('cumulative').print_stats(args.profile)
-                logging.info('%s: %.1f s, %.1f CPU s', name, *seconds[name][-1])
+                logging.info('%s: %.1f s, %.1f CPU s, peak %.2f GB', name, *seconds[name][-1])
                 if round_ == 0:
                     outcome[name] = (numbers(os.path.join(out, 'evaluation')),
                                      os.path.exists(os.path.join(out, 'blessing', 'BLESSED')))
     reference, blessed = outcome[names[0]]
-    lines = [f'The Evaluator on {args.rows:,} eval rows of {config.pipeline_name}, candidate and '
-             f'baseline, {args.rounds} round(s); load average {os.getloadavg()[0]:.1f} at the '
-             'end', '',
-             '| variant | seconds per round (CPU seconds) | / reference, CPU | largest difference '
-             'from the reference | where | blessing as the reference |',
-             '|---|---|---|---|---|---|']
-    cpu = {name: sum(c for _, c in runs) / len(runs) for name, runs in seconds.items()}
+    models = 'candidate alone' if args.no_baseline else 'candidate and baseline'
+    lines = [f'The Evaluator on {args.rows:,} eval rows of {config.pipeline_name}, {models}, '
+             f'{args.rounds} round(s); load average {os.getloadavg()[0]:.1f} at the end', '',
+             '| variant | seconds per round (CPU seconds) | / reference, CPU | peak GB | '
+             'largest difference from the reference | where | blessing as the reference |',
+             '|---|---|---|---|---|---|---|']
+    cpu = {name: sum(c for _, c, _ in runs) / len(runs) for name, runs in seconds.items()}
     for name in names:
         difference, where = largest_difference(reference, outcome[name][0])
-        runs = ' / '.join(f'{wall:.1f} ({c:.1f})' for wall, c in seconds[name])
+        runs = ' / '.join(f'{wall:.1f} ({c:.1f})' for wall, c, _ in seconds[name])
         lines.append(f'| {VARIANTS[name][0]} | {runs} | {cpu[name] / cpu[names[0]]:.2f} | '
+                     f'{max(gb for _, _, gb in seconds[name]):.2f} | '
                      f'{difference:.2g} | {where[:100]} | '
                      f'{"yes" if outcome[name][1] == blessed else "NO"} |')
     print('\n'.join(lines))

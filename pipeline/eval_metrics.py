@@ -2,18 +2,16 @@
 the Keras log loss, calibration, mean label, mean prediction, example count and the
 calibration's interval.
 
-TFMA runs every metric combiner on every example of every slice in Python, and each combiner
-first looks the example's label and prediction up with `to_label_prediction_example_weight`;
-that per-example work was most of the Evaluator's time (bench/README.md, "The Evaluator's
-cost"). Here one combiner per model and output (`_SharedCombiner`) buffers the examples and, per
-batch, reads their labels and predictions once and updates with numpy the calibration histogram
-TFMA's AUC and calibration plot are derived from (the same buckets as TFMA's combiner), the sums
-of labels, predictions and examples, and the sum of Keras's binary cross-entropy. TFMA's AUC and
-calibration plot (subclasses here that swap TFMA's histogram combiner for the shared one) and
-the metrics below are derived from those sums, so the metric names, keys, thresholds and report
-stay. The classes need names of their own (TFMA ignores a MetricConfig's module for a class name
-it has registered). tests/test_eval_metrics.py and `python -m bench.evaluator_cost` show every
-number within 0.001 of TFMA's and Keras's own metrics.
+TFMA runs every metric combiner on every example of every slice in Python, each looking the
+label and prediction up with `to_label_prediction_example_weight`: most of the Evaluator's time
+(bench/README.md, "The Evaluator's cost"). Here one combiner per model and output buffers the
+examples and, a batch at a time, updates with numpy TFMA's calibration histogram (the same
+buckets), the sums of labels, predictions and examples, and the sum of Keras's binary
+cross-entropy. TFMA's AUC and calibration plot (subclasses that swap TFMA's histogram combiner
+for this one) and the metrics below derive from those sums, so metric names, keys, thresholds
+and report stay. The classes need names of their own (TFMA ignores a MetricConfig's module for a
+class name it has registered). tests/test_eval_metrics.py and `python -m bench.evaluator_cost`
+show every number within 0.001 of TFMA's and Keras's own metrics.
 
 CalibrationBound, from the same sums, is what the blessing gates calibration on. Calibration,
 sum(predictions) / sum(labels), has a noisy denominator: with C positives in the eval split it
@@ -68,6 +66,24 @@ def tfma_class_name(metric: config_pb2.MetricConfig) -> str:
     return metric.class_name
 
 
+class _Accumulator:
+    """Pending examples, per bucket sums of (labels, predictions, examples) and the sum of log
+    loss. Pickled (between Beam stages or workers) with the hit buckets only, as TFMA's own
+    histogram is."""
+
+    def __init__(self, buckets: int):
+        self.pending, self.sums, self.log_loss = [], np.zeros((3, buckets + 2)), 0.0
+
+    def __getstate__(self):
+        hit = np.flatnonzero(self.sums[2])
+        return self.pending, self.sums.shape, hit, self.sums[:, hit], self.log_loss
+
+    def __setstate__(self, state):
+        self.pending, shape, hit, sums, self.log_loss = state
+        self.sums = np.zeros(shape)
+        self.sums[:, hit] = sums
+
+
 def _histogram(eval_config, model_name: str, output_name: str) -> metric_types.MetricComputation:
     """TFMA's default calibration histogram of one model output (what its AUC and calibration
     plot read)."""
@@ -86,13 +102,12 @@ class _SharedCombiner(beam.CombineFn):
         self._totals_key = totals_key
         self._buckets = calibration_histogram.DEFAULT_NUM_BUCKETS  # on [0, 1]
 
-    def create_accumulator(self):
-        # [pending examples, per bucket (labels, predictions, examples), sum of log loss]
-        return [[], np.zeros((3, self._buckets + 2)), 0.0]
+    def create_accumulator(self) -> _Accumulator:
+        return _Accumulator(self._buckets)
 
     def add_input(self, accumulator, element: metric_types.StandardMetricInputs):
-        accumulator[0].append(element)
-        if len(accumulator[0]) >= BATCH_SIZE:
+        accumulator.pending.append(element)
+        if len(accumulator.pending) >= BATCH_SIZE:
             self._flush(accumulator)
         return accumulator
 
@@ -119,7 +134,7 @@ class _SharedCombiner(beam.CombineFn):
                 f'{self._histogram_key.model_name or "model"} output '
                 f'{self._histogram_key.output_name}: expected one label and one prediction (a '
                 f'binary score) per example, got e.g. {pairs[0]}. A model with other outputs '
-                'needs TFMA\'s own metrics (pipeline/eval_config.py).') from error
+                "needs TFMA's own metrics (pipeline/eval_config.py).") from error
         tfma_reading = [(float(label), float(prediction)) for label, prediction, _ in
                         metric_util.to_label_prediction_example_weight(
                             pending[0], eval_config=self._eval_config,
@@ -136,16 +151,16 @@ class _SharedCombiner(beam.CombineFn):
         return labels, predictions
 
     def _flush(self, accumulator):
-        if not accumulator[0]:
+        if not accumulator.pending:
             return
-        labels, predictions = self._arrays(accumulator[0])
-        accumulator[0] = []
+        labels, predictions = self._arrays(accumulator.pending)
+        accumulator.pending = []
         # TFMA's bucket of a prediction p on [0, 1]: int(p * buckets + 1), clipped to the two
         # edge buckets.
         index = np.clip(predictions * self._buckets + 1, 0, self._buckets + 1).astype(np.int64)
         for row, weights in enumerate((labels, predictions, None)):
-            accumulator[1][row] += np.bincount(index, weights, minlength=self._buckets + 2)
-        accumulator[2] += float(np.sum(tf.keras.losses.binary_crossentropy(
+            accumulator.sums[row] += np.bincount(index, weights, minlength=self._buckets + 2)
+        accumulator.log_loss += float(np.sum(tf.keras.losses.binary_crossentropy(
             labels.astype(np.float32)[:, None], predictions.astype(np.float32)[:, None])))
 
     def compact(self, accumulator):
@@ -157,17 +172,17 @@ class _SharedCombiner(beam.CombineFn):
         result = self.compact(next(accumulators))
         for accumulator in accumulators:
             self._flush(accumulator)
-            result[1] += accumulator[1]
-            result[2] += accumulator[2]
+            result.sums += accumulator.sums
+            result.log_loss += accumulator.log_loss
         return result
 
     def extract_output(self, accumulator):
         self._flush(accumulator)
-        labels, predictions, examples = accumulator[1]
+        labels, predictions, examples = accumulator.sums
         histogram = [calibration_histogram.Bucket(int(i), labels[i], predictions[i], examples[i])
                      for i in np.flatnonzero(examples)]
-        totals = Totals(*(float(total) for total in accumulator[1].sum(axis=1)),
-                        accumulator[2])
+        totals = Totals(*(float(total) for total in accumulator.sums.sum(axis=1)),
+                        accumulator.log_loss)
         return {self._histogram_key: histogram, self._totals_key: totals}
 
 
