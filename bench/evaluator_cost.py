@@ -1,16 +1,17 @@
 """Where the Evaluator's time goes, and proof that a cheaper Evaluator gives the same numbers.
 
     make run && make run && python -m bench.evaluator_cost [--rows 20000] [--rounds 2] \
-        [--variants before,pipeline] [--profile 40]
+        [--variants before,pipeline] [--no-baseline] [--profile 40]
 
 Each variant runs the pipeline's own Evaluator executor (components/production_model.py, TFX's
 Evaluator: TFXIO read, TFMA, validation, blessing) on the same first --rows rows of the latest
 run's eval split, with the latest run's model as candidate and its ProductionModel (the model in
-production) as baseline, as the pipeline's Evaluator does from the second run on. The variants run
-in rounds, one after the other, so machine load hits them alike. The first variant is the
-reference: for every other one the table gives its largest absolute difference from it over every
-metric, diff vs baseline and calibration-plot bucket of every slice, and whether the blessing
-is the same.
+production) as baseline, as the pipeline's Evaluator does from the second run on (--no-baseline:
+the candidate alone, as on a first run). The variants run in rounds, one after the other, so
+machine load hits them alike; each run's wall and CPU seconds and peak memory are printed. The
+first variant is the reference: for every other one the table gives its largest absolute
+difference from it over every metric, diff vs baseline and calibration-plot bucket of every
+slice, and whether the blessing is the same.
 """
 
 import argparse

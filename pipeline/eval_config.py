@@ -78,6 +78,8 @@ def make_eval_config(config: EvaluationConfig, spec: features.FeatureSpec) -> tf
     clicked_slice = tfma.SlicingSpec(feature_values={spec.click_label: '1'})
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
+            # Told, not detected: TFMA would load each model once more to find its type.
+            model_type=tfma.TF_KERAS,
             signature_name=features.DEFAULT_SIGNATURE,
             label_keys={output: spec.raw_labels[label]
                         for output, label in features.OUTPUT_LABELS.items()})],

@@ -36,6 +36,7 @@ from typing import Callable, List, NamedTuple, Optional, Tuple
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
+from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.metrics import (
     calibration_histogram,
     calibration_plot,
@@ -50,8 +51,7 @@ TOTALS_NAME = '_shared_totals'
 BATCH_SIZE = 1000  # examples a combiner buffers before updating its sums
 
 
-class Totals(NamedTuple):
-    """Sums over a slice's examples of one model output."""
+class Totals(NamedTuple):  # sums over a slice's examples of one model output
     labels: float
     predictions: float
     examples: float
@@ -85,21 +85,21 @@ class _Accumulator:
 
 
 def _histogram(eval_config, model_name: str, output_name: str) -> metric_types.MetricComputation:
-    """TFMA's default calibration histogram of one model output (what its AUC and calibration
-    plot read)."""
+    """TFMA's default calibration histogram of one model output (its AUC's and plot's)."""
     return calibration_histogram.calibration_histogram(
         eval_config=eval_config, model_name=model_name, output_name=output_name)[0]
 
 
 class _SharedCombiner(beam.CombineFn):
-    """One model output's calibration histogram (TFMA's buckets) and Totals, updated a batch of
-    examples at a time."""
+    """One model output's calibration histogram (TFMA's buckets) and Totals, a batch at a time."""
 
     def __init__(self, eval_config, histogram_key: metric_types.PlotKey,
                  totals_key: metric_types.MetricKey):
         self._eval_config = eval_config
         self._histogram_key = histogram_key
         self._totals_key = totals_key
+        self._names = [name for name in (histogram_key.model_name, histogram_key.output_name)
+                       if name]
         self._buckets = calibration_histogram.DEFAULT_NUM_BUCKETS  # on [0, 1]
 
     def create_accumulator(self) -> _Accumulator:
@@ -113,13 +113,12 @@ class _SharedCombiner(beam.CombineFn):
 
     def _lookup(self, element: metric_types.StandardMetricInputs) -> Tuple[float, float]:
         """(label, prediction) of one example, looked up as TFMA does (prediction by model and
-        output name; label by them where it is keyed by them)."""
-        label, prediction = element.label, element.prediction
-        for name in (self._histogram_key.model_name, self._histogram_key.output_name):
-            if name:
-                prediction = prediction[name]
-                if isinstance(label, dict) and name in label:
-                    label = label[name]
+        output name; label by them where it is keyed by them), from the extracts' dict."""
+        label, prediction = element[constants.LABELS_KEY], element[constants.PREDICTIONS_KEY]
+        for name in self._names:
+            prediction = prediction[name]
+            if isinstance(label, dict) and name in label:
+                label = label[name]
         return label, prediction
 
     def _arrays(self, pending: list) -> Tuple[np.ndarray, np.ndarray]:
