@@ -1,16 +1,17 @@
 """Where the Evaluator's time goes, and proof that a cheaper Evaluator gives the same numbers.
 
     make run && make run && python -m bench.evaluator_cost [--rows 20000] [--rounds 2] \
-        [--variants before,pipeline] [--profile 40]
+        [--variants before,pipeline] [--no-baseline] [--profile 40]
 
 Each variant runs the pipeline's own Evaluator executor (components/production_model.py, TFX's
 Evaluator: TFXIO read, TFMA, validation, blessing) on the same first --rows rows of the latest
 run's eval split, with the latest run's model as candidate and its ProductionModel (the model in
-production) as baseline, as the pipeline's Evaluator does from the second run on. The variants run
-in rounds, one after the other, so machine load hits them alike. The first variant is the
-reference: for every other one the table gives its largest absolute difference from it over every
-metric, diff vs baseline and calibration-plot bucket of every slice, and whether the blessing
-is the same.
+production) as baseline, as the pipeline's Evaluator does from the second run on (--no-baseline:
+the candidate alone, as on a first run). The variants run in rounds, one after the other, so
+machine load hits them alike; each run's wall and CPU seconds and peak memory are printed. The
+first variant is the reference: for every other one the table gives its largest absolute
+difference from it over every metric, diff vs baseline and calibration-plot bucket of every
+slice, and whether the blessing is the same.
 """
 
 import argparse
@@ -34,7 +35,7 @@ from tfx.types import standard_component_specs as specs
 from tfx.utils import proto_utils
 
 from bench import results_file
-from bench.speed import output_uri
+from bench.speed import PeakMemory, output_uri
 from components.production_model import EvaluatorExecutor
 from pipeline import eval_config as pipeline_eval_config
 from pipeline import eval_metrics
@@ -46,16 +47,19 @@ Change = Callable[[tfma.EvalConfig], None]
 def _without(class_name: str) -> Change:
     def change(config: tfma.EvalConfig):
         for spec in config.metrics_specs:
-            for metric in [m for m in spec.metrics if m.class_name == class_name]:
+            for metric in [m for m in spec.metrics
+                           if eval_metrics.tfma_class_name(m) == class_name]:
                 spec.metrics.remove(metric)
     return change
 
 
-def tfma_own_means(config: tfma.EvalConfig):
-    """The eval config as it was: TFMA's own combiners for the means and counts."""
+def tfma_own_metrics(config: tfma.EvalConfig):
+    """The eval config with TFMA's (and Keras's) own metrics, each its own combiner, instead of
+    the shared combiner (pipeline/eval_metrics.py; the calibration bounds have no TFMA
+    counterpart and stay)."""
     for spec in config.metrics_specs:
         for metric in spec.metrics:
-            if metric.class_name.startswith(eval_metrics.PREFIX):  # read off the histogram
+            if metric.class_name.startswith(eval_metrics.PREFIX):  # from the shared combiner
                 metric.class_name = eval_metrics.tfma_class_name(metric)  # TFMA's own
                 metric.module = ''
 
@@ -63,8 +67,8 @@ def tfma_own_means(config: tfma.EvalConfig):
 def _native_log_loss(config: tfma.EvalConfig):
     for spec in config.metrics_specs:
         for metric in spec.metrics:
-            if metric.class_name == 'BinaryCrossentropy':  # Keras's, run as a TF metric
-                metric.class_name = 'BinaryCrossEntropy'   # TFMA's own combiner
+            if eval_metrics.tfma_class_name(metric) == 'BinaryCrossentropy':  # Keras's
+                metric.class_name, metric.module = 'BinaryCrossEntropy', ''  # TFMA's own
 
 
 def _overall_slice_only(config: tfma.EvalConfig):
@@ -73,6 +77,8 @@ def _overall_slice_only(config: tfma.EvalConfig):
 
 IN_PROCESS = ['--direct_running_mode=in_memory', '--direct_num_workers=1']
 MULTI_PROCESS = ['--direct_running_mode=multi_processing', '--direct_num_workers=0']
+# Beam's portable runner with its embedded job server, the SDK harness in this process.
+PORTABLE = ['--runner=PortableRunner', '--job_endpoint=embed', '--environment_type=LOOPBACK']
 
 # name: (what it is, its change to the pipeline's eval config, the Evaluator's Beam args)
 VARIANTS: Dict[str, Tuple[str, Change, List[str]]] = {
@@ -81,12 +87,14 @@ VARIANTS: Dict[str, Tuple[str, Change, List[str]]] = {
                      _overall_slice_only, IN_PROCESS),
     'no-plot': ('no calibration plot', _without('CalibrationPlot'), IN_PROCESS),
     'no-log-loss': ('no log loss', _without('BinaryCrossentropy'), IN_PROCESS),
-    'before': ("before the histogram-derived metrics: TFMA's own Calibration, MeanLabel, "
-               'MeanPrediction and ExampleCount combiners', tfma_own_means, IN_PROCESS),
+    'before': ("TFMA's and Keras's own metrics (AUC, calibration plot, log loss, calibration, "
+               'means, example count), each its own combiner', tfma_own_metrics, IN_PROCESS),
     'native-log-loss': ("TFMA's native log loss instead of the Keras metric", _native_log_loss,
                         IN_PROCESS),
     'multi-process': ('the multi-processing DirectRunner, a worker per core',
                       lambda config: None, MULTI_PROCESS),
+    'portable': ("Beam's PortableRunner, embedded job server, LOOPBACK", lambda config: None,
+                 PORTABLE),
 }
 
 
@@ -118,9 +126,10 @@ def _cpu_seconds() -> float:
 
 
 def run_evaluator(eval_config: tfma.EvalConfig, beam_args: List[str], inputs: dict,
-                  out: str) -> Tuple[float, float]:
-    """(Wall seconds, CPU seconds) of one run of the pipeline's Evaluator executor; results
-    under `out`. CPU seconds are what machine load changes least."""
+                  out: str) -> Tuple[float, float, float]:
+    """(Wall seconds, CPU seconds, peak GB of this process and its Beam workers) of one run of
+    the pipeline's Evaluator executor; results under `out`. CPU seconds are what machine load
+    changes least."""
     outputs = {specs.EVALUATION_KEY: [_artifact(standard_artifacts.ModelEvaluation,
                                                 os.path.join(out, 'evaluation'))],
                specs.BLESSING_KEY: [_artifact(standard_artifacts.ModelBlessing,
@@ -131,9 +140,10 @@ def run_evaluator(eval_config: tfma.EvalConfig, beam_args: List[str], inputs: di
                   specs.EXAMPLE_SPLITS_KEY: json.dumps(['eval'])}
     executor = EvaluatorExecutor(base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=list(beam_args), tmp_dir=os.path.join(out, 'tmp')))
-    start, cpu = time.perf_counter(), _cpu_seconds()
+    start, cpu, memory = time.perf_counter(), _cpu_seconds(), PeakMemory(os.getpid())
     executor.Do(inputs, outputs, properties)
-    return time.perf_counter() - start, _cpu_seconds() - cpu
+    memory.stopped = True
+    return time.perf_counter() - start, _cpu_seconds() - cpu, memory.gb
 
 
 def _numbers(value, path: str, into: Dict[str, float]):
@@ -179,6 +189,8 @@ def main():
     parser.add_argument('--rounds', type=int, default=1, help='runs of every variant')
     parser.add_argument('--variants', default=','.join(VARIANTS),
                         help='comma-separated names of VARIANTS, the reference first')
+    parser.add_argument('--no-baseline', action='store_true',
+                        help='the candidate alone, as on the first run (and in make bench)')
     parser.add_argument('--profile', type=int, default=0, metavar='N',
                         help="profile the first variant's first run (cProfile) and print its "
                              'N costliest functions by cumulative time')
@@ -186,11 +198,12 @@ def main():
     names = args.variants.split(',')
     config = load_config()
     inputs = {specs.MODEL_KEY: [_artifact(standard_artifacts.Model,
-                                          output_uri(config, 'Trainer', 'model'))],
-              specs.BASELINE_MODEL_KEY: [_artifact(standard_artifacts.Model,
-                                                   output_uri(config, 'ProductionModel',
-                                                              'model'))]}
-    seconds: Dict[str, List[Tuple[float, float]]] = {name: [] for name in names}
+                                          output_uri(config, 'Trainer', 'model'))]}
+    if not args.no_baseline:
+        inputs[specs.BASELINE_MODEL_KEY] = [_artifact(standard_artifacts.Model,
+                                                      output_uri(config, 'ProductionModel',
+                                                                 'model'))]
+    seconds: Dict[str, List[Tuple[float, float, float]]] = {name: [] for name in names}
     outcome: Dict[str, Tuple[Dict[str, float], bool]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         inputs[specs.EXAMPLES_KEY] = [_eval_rows(config, args.rows, os.path.join(tmp, 'rows'))]
@@ -208,22 +221,23 @@ def main():
                 if profile:
                     profile.disable()
                     pstats.Stats(profile).sort_stats('cumulative').print_stats(args.profile)
-                logging.info('%s: %.1f s, %.1f CPU s', name, *seconds[name][-1])
+                logging.info('%s: %.1f s, %.1f CPU s, peak %.2f GB', name, *seconds[name][-1])
                 if round_ == 0:
                     outcome[name] = (numbers(os.path.join(out, 'evaluation')),
                                      os.path.exists(os.path.join(out, 'blessing', 'BLESSED')))
     reference, blessed = outcome[names[0]]
-    lines = [f'The Evaluator on {args.rows:,} eval rows of {config.pipeline_name}, candidate and '
-             f'baseline, {args.rounds} round(s); load average {os.getloadavg()[0]:.1f} at the '
-             'end', '',
-             '| variant | seconds per round (CPU seconds) | / reference, CPU | largest difference '
-             'from the reference | where | blessing as the reference |',
-             '|---|---|---|---|---|---|']
-    cpu = {name: sum(c for _, c in runs) / len(runs) for name, runs in seconds.items()}
+    models = 'candidate alone' if args.no_baseline else 'candidate and baseline'
+    lines = [f'The Evaluator on {args.rows:,} eval rows of {config.pipeline_name}, {models}, '
+             f'{args.rounds} round(s); load average {os.getloadavg()[0]:.1f} at the end', '',
+             '| variant | seconds per round (CPU seconds) | / reference, CPU | peak GB | '
+             'largest difference from the reference | where | blessing as the reference |',
+             '|---|---|---|---|---|---|---|']
+    cpu = {name: sum(c for _, c, _ in runs) / len(runs) for name, runs in seconds.items()}
     for name in names:
         difference, where = largest_difference(reference, outcome[name][0])
-        runs = ' / '.join(f'{wall:.1f} ({c:.1f})' for wall, c in seconds[name])
+        runs = ' / '.join(f'{wall:.1f} ({c:.1f})' for wall, c, _ in seconds[name])
         lines.append(f'| {VARIANTS[name][0]} | {runs} | {cpu[name] / cpu[names[0]]:.2f} | '
+                     f'{max(gb for _, _, gb in seconds[name]):.2f} | '
                      f'{difference:.2g} | {where[:100]} | '
                      f'{"yes" if outcome[name][1] == blessed else "NO"} |')
     print('\n'.join(lines))

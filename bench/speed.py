@@ -73,12 +73,12 @@ class PeakMemory:
     """Peak resident memory of a process and its children, sampled every 0.2 s."""
 
     def __init__(self, pid: int):
-        self.process, self.peak = psutil.Process(pid), 0
+        self.process, self.peak, self.stopped = psutil.Process(pid), 0, False
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
 
     def _sample(self):
-        while True:
+        while not self.stopped:
             try:
                 tree = [self.process] + self.process.children(recursive=True)
                 self.peak = max(self.peak, sum(p.memory_info().rss for p in tree))

@@ -25,8 +25,9 @@ from trainer import features
 OVERALL_SLICE = tfma.SlicingSpec()
 
 
-def _from_histogram(class_name: str, **fields) -> tfma.MetricConfig:
-    """TFMA's metric `class_name`, read off the calibration histogram (pipeline/eval_metrics.py)."""
+def _shared(class_name: str, **fields) -> tfma.MetricConfig:
+    """TFMA's (or Keras's) metric `class_name`, from the combiner all metrics of a model output
+    share (pipeline/eval_metrics.py)."""
     return tfma.MetricConfig(class_name=eval_metrics.PREFIX + class_name,
                              module=eval_metrics.__name__, **fields)
 
@@ -35,7 +36,7 @@ def _calibration_metrics(output: str, config: EvaluationConfig) -> List[tfma.Met
     """Calibration on every slice; for p_click and p_conversion (what a bidder multiplies; p_cvr
     is their ratio) also the ends of its sampling interval, gated against the band on the
     overall slice (pipeline/eval_metrics.py)."""
-    metrics = [_from_histogram('Calibration')]
+    metrics = [_shared('Calibration')]
     if output == features.P_CVR or not config.gate_calibration:
         return metrics
     for end, bound in (('lower', {'upper_bound': {'value': config.max_calibration}}),
@@ -60,14 +61,14 @@ def _task_metrics(output: str, min_auc: float, judged_on: tfma.SlicingSpec,
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
             absolute={'value': -config.max_auc_regression}))
     return tfma.MetricsSpec(output_names=[output], metrics=[
-        tfma.MetricConfig(class_name='AUC', per_slice_thresholds=[
+        _shared('AUC', per_slice_thresholds=[
             tfma.PerSliceMetricThreshold(slicing_specs=[judged_on], threshold=auc_threshold)]),
-        tfma.MetricConfig(class_name='BinaryCrossentropy', config='{"name": "log_loss"}'),
+        _shared('BinaryCrossentropy', config='{"name": "log_loss"}'),
         *_calibration_metrics(output, config),
-        _from_histogram('MeanPrediction'),
-        _from_histogram('MeanLabel'),
-        _from_histogram('ExampleCount'),
-        tfma.MetricConfig(class_name='CalibrationPlot', config=json.dumps(
+        _shared('MeanPrediction'),
+        _shared('MeanLabel'),
+        _shared('ExampleCount'),
+        _shared('CalibrationPlot', config=json.dumps(
             {'num_buckets': config.calibration_plot_buckets})),
     ])
 
@@ -77,6 +78,8 @@ def make_eval_config(config: EvaluationConfig, spec: features.FeatureSpec) -> tf
     clicked_slice = tfma.SlicingSpec(feature_values={spec.click_label: '1'})
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
+            # Told, not detected: TFMA would load each model once more to find its type.
+            model_type=tfma.TF_KERAS,
             signature_name=features.DEFAULT_SIGNATURE,
             label_keys={output: spec.raw_labels[label]
                         for output, label in features.OUTPUT_LABELS.items()})],

@@ -1,9 +1,9 @@
-"""The Evaluator's eval config against the one before the histogram-derived metrics
-(calibration, mean label, mean prediction and example count read off the calibration histogram,
-pipeline/eval_metrics.py, instead of TFMA's own combiners): a candidate and a baseline, every
-slice; every number (metrics, diffs vs baseline, calibration-plot buckets) within 0.001, the
-same blessing. TFMA scores predictions stored in the examples (ModelSpec.prediction_keys), so no
-model is needed; the real model's comparison is
+"""The Evaluator's eval config (one shared combiner per model output, pipeline/eval_metrics.py)
+against the same config with TFMA's and Keras's own metrics, each its own combiner: a candidate
+and a baseline, every slice; every number (metrics, diffs vs baseline, calibration-plot buckets)
+within 0.001, the same blessing, and the calibration bounds (no TFMA counterpart) as computed
+from TFMA's own sums. TFMA scores predictions stored in the examples (ModelSpec.prediction_keys),
+so no model is needed; the real model's comparison is
 `python -m bench.evaluator_cost --variants before,pipeline`."""
 
 import dataclasses
@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from conftest import SPEC
+from tensorflow_model_analysis.evaluators import metrics_plots_and_validations_evaluator
 from tensorflow_model_analysis.extractors import (
     example_weights_extractor,
     features_extractor,
@@ -23,9 +24,11 @@ from tensorflow_model_analysis.extractors import (
     slice_key_extractor,
     unbatch_extractor,
 )
+from tensorflow_model_analysis.metrics import metric_specs
 from tfx_bsl.tfxio import tf_example_record
 
-from bench.evaluator_cost import largest_difference, numbers, tfma_own_means
+from bench.evaluator_cost import largest_difference, numbers, tfma_own_metrics
+from pipeline import eval_metrics
 from pipeline.config import EvaluationConfig
 from pipeline.eval_config import make_eval_config
 from trainer import features
@@ -69,7 +72,8 @@ def _write_examples(path: str, rows: int, seed: int):
 
 
 def _evaluate(eval_config: tfma.EvalConfig, data: str, out: str):
-    """TFMA on the stored predictions of both models: (every number, validation_ok)."""
+    """TFMA on the stored predictions of both models: (every number, validation_ok, metric
+    values by (slice, model, output, name))."""
     spec = eval_config.model_specs[0]
     spec.ClearField('signature_name')
     for output in features.OUTPUT_LABELS:
@@ -97,7 +101,24 @@ def _evaluate(eval_config: tfma.EvalConfig, data: str, out: str):
                  output_paths={key: os.path.join(out, key) for key in (
                      'metrics', 'plots', 'attributions', 'validations')},
                  eval_config=eval_config)]))
-    return numbers(out), tfma.load_validation_result(out).validation_ok
+    values = {(str(record.slice_key), entry.key.model_name, entry.key.output_name,
+               entry.key.name): entry.value.double_value.value
+              for record in tfma.load_metrics(out) for entry in record.metric_keys_and_values
+              if not entry.key.is_diff}
+    return numbers(out), tfma.load_validation_result(out).validation_ok, values
+
+
+def test_one_combiner_per_model_output():
+    """Every per-example computation of the eval config is the shared combiner, one per model
+    and output."""
+    eval_config = tfma.utils.update_eval_config_with_defaults(
+        make_eval_config(EvaluationConfig(), SPEC), has_baseline=True)
+    computations = metrics_plots_and_validations_evaluator._filter_and_separate_computations(
+        metric_specs.to_computations(eval_config.metrics_specs, eval_config=eval_config))
+    combined = [(type(c.combiner).__name__, c.keys[0].model_name, c.keys[0].output_name)
+                for c in computations.non_derived_computations]
+    assert sorted(combined) == sorted(('_SharedCombiner', model, output) for model in MODELS
+                                      for output in features.OUTPUT_LABELS)
 
 
 @pytest.mark.parametrize('rows,seed', [(3000, 0)])
@@ -107,7 +128,7 @@ def test_eval_config_gives_the_numbers_of_the_one_before(tmp_path, rows, seed):
     config = dataclasses.replace(EvaluationConfig(), min_calibration=0.5, max_calibration=2.0)
     new = _evaluate(make_eval_config(config, SPEC), data, os.path.join(tmp_path, 'new'))
     old_config = make_eval_config(config, SPEC)
-    tfma_own_means(old_config)
+    tfma_own_metrics(old_config)
     old = _evaluate(old_config, data, os.path.join(tmp_path, 'old'))
 
     difference, where = largest_difference(old[0], new[0])
@@ -117,3 +138,15 @@ def test_eval_config_gives_the_numbers_of_the_one_before(tmp_path, rows, seed):
     assert {'calibration', 'mean_label', 'mean_prediction', 'example_count'} <= names
     diffs = [path for path in new[0] if '"isDiff": true' in path and 'example_count' in path]
     assert diffs  # the diffs vs baseline are among the numbers compared
+
+    tfma_values, bounds_checked = old[2], 0
+    for (slice_, model, output, name), value in new[2].items():
+        if name.startswith('calibration_') and name.endswith('_bound'):
+            count = tfma_values[slice_, model, output, 'example_count']
+            expected = eval_metrics.bounds(
+                tfma_values[slice_, model, output, 'mean_prediction'] * count,
+                tfma_values[slice_, model, output, 'mean_label'] * count,
+                config.calibration_interval_z)[name == 'calibration_upper_bound']
+            assert value == pytest.approx(expected, rel=1e-6, nan_ok=True), (slice_, name)
+            bounds_checked += 1
+    assert bounds_checked >= 2 * 2 * len(MODELS)  # p_click, p_conversion; several slices
