@@ -84,8 +84,12 @@ schema: install
 report: install
 	$(PY) -m report.build
 
+# Two xdist workers, a module at a time each (its module-scoped pipeline runs stay in one process);
+# the modules with `slow` tests first (tests/conftest.py). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: install kfp-venv lint
-	$(PY) -m pytest -v --durations=15 tests
+	$(PY) -m pytest -v --durations=15 -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder \
+	  tests
 
 # The linter (ruff; its rules are in pyproject.toml), run by `make test`.
 lint: install

@@ -293,25 +293,38 @@ RELIABILITY_OUTCOMES = {'stopped': 'bad data stopped', 'handled': 'bad data hand
                         'reproduced': 'same-seed runs reproduced',
                         'served': 'serving requests answered',
                         'refused': 'serving requests refused'}
+# The rows recorded by this run's tests (from every xdist worker's reports).
+RELIABILITY_ROWS = []
 
 
-@pytest.fixture(scope='session')
-def reliability(pytestconfig):
+@pytest.fixture
+def reliability(request):
     """record(case, outcome, detail): called by a reliability test once its assertions passed,
-    so the figures printed at the end of the run count only what was shown to hold."""
+    so the figures printed at the end of the run count only what was shown to hold. The row
+    goes into the test's report, which reaches the end of the run from any xdist worker."""
     def record(case: str, outcome: str, detail: str = ''):
         assert outcome in RELIABILITY_OUTCOMES, outcome
-        pytestconfig.reliability_rows.append((case, outcome, detail))
+        request.node.user_properties.append(('reliability', (case, outcome, detail)))
     return record
 
 
-def pytest_configure(config):
-    config.reliability_rows = []
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """The modules that hold a `slow` test run first, so that under `make test` (two xdist
+    workers, one module each at a time) the longest ones do not start last."""
+    slow_modules = {item.path for item in items if item.get_closest_marker('slow')}
+    items.sort(key=lambda item: item.path not in slow_modules)
+
+
+def pytest_runtest_logreport(report):
+    if report.when == 'call':
+        RELIABILITY_ROWS.extend(tuple(row) for name, row in report.user_properties
+                                if name == 'reliability')
 
 
 def pytest_terminal_summary(terminalreporter, config):
     """The reliability figures of this run: one line per case, then the counts."""
-    rows = config.reliability_rows
+    rows = RELIABILITY_ROWS
     if not rows:
         return
     terminalreporter.section('reliability')
