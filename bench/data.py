@@ -18,7 +18,6 @@ rows) and `inputs.json` (vocabulary sizes, embedding dims and dense columns, so 
 venv needs no project import).
 """
 
-import dataclasses
 import functools
 import json
 import logging
@@ -81,9 +80,7 @@ def analyze(train_csv: str, transform_dir: str) -> None:
     schema = text_format.Parse(open(config.schema_path).read(), schema_pb2.Schema())
     columns = pd.read_csv(train_csv, nrows=0).columns.tolist()
     source = tfxio.CsvTFXIO(train_csv, column_names=columns, schema=schema, skip_header_lines=1)
-    fn = functools.partial(preprocessing_fn,
-                           custom_config={'vocabulary': dataclasses.asdict(config.vocabulary),
-                                          'features': config.feature_spec.to_dict()})
+    fn = functools.partial(preprocessing_fn, custom_config=config.transform_custom_config)
     with beam.Pipeline(argv=list(config.beam_pipeline_args)) as pipeline:
         with tft_beam.Context(temp_dir=os.path.join(transform_dir, 'tmp')):
             transform_fn = ((pipeline | source.BeamSource(), source.TensorAdapterConfig())

@@ -153,6 +153,17 @@ class PipelineConfig:
         features.FeatureSpecError naming any problem."""
         return features.load_feature_spec(self.feature_spec_path)
 
+    @property
+    def transform_custom_config(self) -> dict:
+        """What preprocessing_fn reads (trainer/preprocessing.py)."""
+        return {'vocabulary': dataclasses.asdict(self.vocabulary),
+                'features': self.feature_spec.to_dict()}
+
+    @property
+    def trainer_custom_config(self) -> dict:
+        """What run_fn reads (trainer/train.py)."""
+        return {'model': dataclasses.asdict(self.model), 'features': self.feature_spec.to_dict()}
+
     def validate(self) -> 'PipelineConfig':
         require(not self.span_folder or (SPAN in self.span_folder and '/' not in self.span_folder
                                          and '*' not in self.span_folder),

@@ -1,6 +1,5 @@
 """create_pipeline: the TFX graph, shared by the local and the Kubeflow runners."""
 
-import dataclasses
 import hashlib
 import os
 from typing import Optional
@@ -128,8 +127,7 @@ def create_pipeline(config: PipelineConfig,
         examples=(span_window or example_gen).outputs['examples'],
         schema=schema_importer.outputs['result'],
         module_file=config.module_file,
-        custom_config={'vocabulary': dataclasses.asdict(config.vocabulary),
-                       'features': spec.to_dict()},
+        custom_config=config.transform_custom_config,
         # StatisticsGen already gives the statistics the pipeline validates; the Transform's own
         # pre- and post-transform statistics were two more full passes that nothing read
         # (bench/results/speed.md).
@@ -156,7 +154,7 @@ def create_pipeline(config: PipelineConfig,
         # reach the trainer once, in custom_config.
         train_args=tfx.proto.TrainArgs(splits=['train']),
         eval_args=tfx.proto.EvalArgs(splits=['validation']),
-        custom_config={'model': dataclasses.asdict(config.model), 'features': spec.to_dict()})
+        custom_config=config.trainer_custom_config)
 
     serving_contract = ServingContractCheck(model=trainer.outputs['model'])
 

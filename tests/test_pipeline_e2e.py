@@ -12,7 +12,6 @@ the SDK harness a Flink or Spark job server would run), so its metrics matching 
 (DirectRunner) also show that the portable runner computes the same thing.
 """
 
-import dataclasses
 import glob
 import hashlib
 import json
@@ -359,8 +358,7 @@ def _train_in_a_process(config, out: Path) -> subprocess.Popen:
                                         '*')],
             'transform_output': one('transform_graph', '*'),
             'serving_model_dir': str(out / 'model'), 'model_run_dir': str(out / 'logs'),
-            'custom_config': {'model': dataclasses.asdict(config.model),
-                              'features': config.feature_spec.to_dict()}}
+            'custom_config': config.trainer_custom_config}
     code = ('import json, sys; from tfx import v1 as tfx; from trainer.module import run_fn; '
             'run_fn(tfx.components.FnArgs(**json.loads(sys.argv[1])))')
     return subprocess.Popen([sys.executable, '-c', code, json.dumps(args)], cwd=REPO_ROOT,
