@@ -2,10 +2,11 @@
 
 TFX's CsvExampleGen takes the column names from the first line as it is, so a UTF-8
 byte-order mark (Excel's CSV export) becomes part of the first column's name, and it types a
-column `1.0, 0.0, ...` as FLOAT. This executor keeps TFX's own decoding (its reader, tfx-bsl's
-CSV parser and column type inference, its tf.Example conversion) and changes two things: the
-column names come without the byte-order mark, and label cells are written as the integers 0
-and 1 they stand for, so labels are INT whatever their spelling.
+column `1.0, 0.0, ...` as FLOAT. This executor keeps TFX's decoding (its reader,
+tfx-bsl's CSV parser and column type inference, the same tf.Examples; run a batch of lines at a
+time, components/csv_batches.py) and changes two things: the column names come without the
+byte-order mark, and label cells are written as the integers 0 and 1 they stand for, so labels
+are INT whatever their spelling.
 
 Before that, `pipeline/inputs.py` checks the files ExampleGen is about to read (one streamed
 pass each) and stops the run naming the file, the column and the lines. The check runs in
@@ -30,8 +31,8 @@ from tfx.components.example_gen.import_example_gen import executor as import_exe
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
-from tfx_bsl.coders import csv_decoder
 
+from components.csv_batches import CsvToSerializedExamples
 from components.span_resolution import ResolvesSpan
 from pipeline import inputs
 from trainer import features
@@ -68,36 +69,18 @@ def _checked_files(exec_properties: Dict[str, Any], split_pattern: str, data_for
     return files
 
 
-def _labels_as_integers(cells: List[bytes], positions: List[int]) -> List[bytes]:
-    """A parsed CSV row with its label cells written as b'0' / b'1' (checked before); a blank
-    line (no cells) as it is."""
-    cells = list(cells)
-    for i in positions if cells else ():
-        cells[i] = inputs.label_value(cells[i].decode()).encode()
-    return cells
+def _label_as_integer(cell: bytes) -> bytes:
+    """A label cell (checked before) as b'0' or b'1'."""
+    return inputs.label_value(cell.decode()).encode()
 
 
-class CsvToExample(beam.PTransform):
-    """Checked CSV files (inputs.check_files) -> tf.Examples with TFX's CsvExampleGen decoding;
-    the column names without a byte-order mark and the labels as integers."""
-
-    def __init__(self, files: List[str], labels):
-        super().__init__()
-        self._files = files
-        self._header = inputs.csv_header(files[0])
-        self._labels = [self._header.index(name) for name in labels if name in self._header]
-
-    def expand(self, pipeline):
-        rows = (pipeline
-                | 'CreateFilenames' >> beam.Create(self._files)
-                | 'ReadFromText' >> beam.ParDo(csv_executor._ReadCsvRecordsFromTextFile())
-                | 'ParseCSVLine' >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=','))
-                | 'ExtractParsedCSVLines' >> beam.Keys()
-                | 'LabelsAsIntegers' >> beam.Map(_labels_as_integers, self._labels))
-        column_infos = beam.pvalue.AsSingleton(rows | 'InferColumnTypes' >> beam.CombineGlobally(
-            csv_decoder.ColumnTypeInferrer(self._header, skip_blank_lines=True)))
-        return rows | 'ToTFExample' >> beam.ParDo(csv_executor._ParsedCsvToTfExample(),
-                                                  column_infos)
+def CsvToExample(files: List[str], labels) -> beam.PTransform:  # noqa: N802 (a PTransform)
+    """Checked CSV files (inputs.check_files) -> serialized tf.Examples with TFX's CsvExampleGen
+    decoding, a batch of lines at a time (components/csv_batches.py); the column names without
+    a byte-order mark and the labels as integers."""
+    header = inputs.csv_header(files[0])
+    return CsvToSerializedExamples(files, header, {
+        header.index(name): _label_as_integer for name in labels if name in header})
 
 
 def checked_csv_to_example(exec_properties: Dict[str, Any], split_pattern: str):

@@ -56,8 +56,7 @@ def _statistics(files: list, data_format: str,
         path = os.path.join(tmp, 'statistics.pb')
         with beam.Pipeline() as pipeline:
             if data_format == 'csv':
-                records = (pipeline | CsvToExample(files, labels)
-                           | beam.Map(lambda example: example.SerializeToString()))
+                records = pipeline | CsvToExample(files, labels)
             else:
                 records = pipeline | beam.Create(files) | beam.io.ReadAllFromTFRecord()
             _ = (records

@@ -101,7 +101,6 @@ def test_example_gen_decodes_excel_files_as_plain_ones(tmp_path):
     for path in (plain, excel):
         with beam.Pipeline() as pipeline:
             _ = (pipeline | CsvToExample([str(path)], LABELS)
-                 | beam.Map(lambda example: example.SerializeToString())
                  | beam.io.WriteToTFRecord(f'{path}.tfrecord', shard_name_template=''))
         decoded[path.name] = sorted(
             (tf.train.Example.FromString(record.numpy())
