@@ -116,7 +116,8 @@ class _ToSerializedExamples(beam.DoFn):
 
 
 class CsvToSerializedExamples(beam.PTransform):
-    """CSV `files` whose columns are `header` -> serialized tf.Examples, in the files' order;
+    """CSV `files` whose columns are `header` -> serialized tf.Examples (batches of lines
+    reshuffled, so that a cluster spreads them over its workers);
     `fixes` maps a column's index to a function of its cells (bytes -> bytes)."""
 
     def __init__(self, files: Sequence[str], header: List[str],
@@ -128,6 +129,7 @@ class CsvToSerializedExamples(beam.PTransform):
         batches = (pipeline
                    | 'CreateFilenames' >> beam.Create(self._files)
                    | 'ReadCsvBatches' >> beam.ParDo(_ReadCsvBatches())
+                   | 'SpreadBatches' >> beam.Reshuffle()  # over the workers of a cluster
                    | 'ParseBatches' >> beam.ParDo(_ParseBatch(len(self._header), self._fixes)))
         column_infos = beam.pvalue.AsSingleton(batches | 'InferColumnTypes' >> beam.CombineGlobally(
             _BatchTypeInferrer(self._header, skip_blank_lines=True)))

@@ -34,6 +34,7 @@ from tfx.types import standard_component_specs
 
 from components.csv_batches import CsvToSerializedExamples
 from components.span_resolution import ResolvesSpan
+from components.split_writer import WritesSplitsUnshuffled
 from pipeline import inputs
 from trainer import features
 
@@ -89,17 +90,19 @@ def checked_csv_to_example(exec_properties: Dict[str, Any], split_pattern: str):
     return CsvToExample(files, _columns(exec_properties)[0])
 
 
-class CsvExecutor(ResolvesSpan, csv_executor.Executor):
+class CsvExecutor(ResolvesSpan, WritesSplitsUnshuffled, csv_executor.Executor):
     """TFX's CsvExampleGen executor with the input check, the byte-order mark and labels as
-    integers (CsvToExample), resolving the span itself where no driver did (Kubeflow)."""
+    integers (CsvToExample), resolving the span itself where no driver did (Kubeflow), writing
+    its splits without the per-record shuffle (components/split_writer.py)."""
 
     def GetInputSourceToExamplePTransform(self):
         return checked_csv_to_example
 
 
-class TFRecordExecutor(ResolvesSpan, import_executor.Executor):
+class TFRecordExecutor(ResolvesSpan, WritesSplitsUnshuffled, import_executor.Executor):
     """TFX's ImportExampleGen executor with the input check first (funnel rule per record),
-    resolving the span itself where no driver did (Kubeflow)."""
+    resolving the span itself where no driver did (Kubeflow), writing its splits without the
+    per-record shuffle (components/split_writer.py)."""
 
     def GetInputSourceToExamplePTransform(self):
         read = super().GetInputSourceToExamplePTransform()
