@@ -56,6 +56,7 @@ BEAM_VARIANTS = {
         '--runner=PortableRunner', '--job_endpoint=embed', '--environment_type=LOOPBACK'),
 }
 BEAM_COMPONENTS = ('CsvExampleGen', 'StatisticsGen', 'Transform')
+LOG_TAIL_LINES = 30  # of a failed run's log, in the error
 
 # Targets (met or MISSED in the results file).
 MAX_PIPELINE_RATIO = 5.0
@@ -91,18 +92,25 @@ class PeakMemory:
         return self.peak / 2**30
 
 
-def timed_process(args: List[str], env: Dict[str, str], log_path: str) -> Dict:
-    """Runs a command to completion; its wall time and peak memory. Its output goes to log_path."""
+def timed_process(args: List[str], env: Dict[str, str], log_path: str,
+                  check: bool = True) -> Dict:
+    """Runs a command to completion; its wall time, peak memory and exit code (`check`: an exit
+    code other than 0 raises, with the end of the log). Its output goes to log_path."""
     start = time.perf_counter()
     with open(log_path, 'w') as log:
         process = subprocess.Popen(args, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log,
                                    stderr=subprocess.STDOUT)
         memory = PeakMemory(process.pid)
-        if process.wait() != 0:
-            raise RuntimeError(f'{" ".join(args)} failed (exit {process.returncode}); see '
-                               f'{log_path}')
+        returncode = process.wait()
     memory.thread.join(timeout=1)
-    return {'seconds': time.perf_counter() - start, 'peak_gb': memory.gb}
+    run = {'seconds': time.perf_counter() - start, 'peak_gb': memory.gb, 'exit': returncode}
+    if returncode:
+        with open(log_path, errors='replace') as log:
+            run['log_tail'] = ''.join(log.readlines()[-LOG_TAIL_LINES:])
+        if check:
+            raise RuntimeError(f'{" ".join(args)} failed (exit {returncode}); the end of '
+                               f'{log_path}:\n{run["log_tail"]}')
+    return run
 
 
 def pipeline_env(data_dir: str, output_root: str, steps: int,
@@ -169,7 +177,10 @@ def beam_variant_to_transform(size: Dict, work_dir: str, name: str) -> Dict:
                        config.model.train_steps, beam_args)
     logging.info('%d rows: the pipeline up to the Transform, %s...', rows, ' '.join(beam_args))
     run = timed_process([sys.executable, '-m', 'bench.speed', '--to-transform'], env,
-                        os.path.join(work_dir, f'{folder}.log'))
+                        os.path.join(work_dir, f'{folder}.log'), check=False)
+    if run['exit']:  # reported in the table, with the components that completed before
+        logging.error('%s ended with exit %d; the end of its log:\n%s', name, run['exit'],
+                      run['log_tail'])
     run['components'] = run_summary(load_config(env))['components']
     return run
 
@@ -349,8 +360,13 @@ def beam_table(size: Dict, variants: Dict[str, Dict]) -> List[str]:
             if single and seconds:
                 lines.append(f'| {component} | {name} | {size["rows"] / seconds:,.0f} | '
                              f'{single / seconds:.2f} |')
-    return lines + [''] + [f'Peak memory up to the Transform, {name}: {run["peak_gb"]:.2f} GB.'
-                           for name, run in variants.items()]
+    failures = [f'{name}: the process ended with exit {run["exit"]} (the components it '
+                f'completed are in the table); the last line of its log: '
+                f'`{run["log_tail"].strip().splitlines()[-1] if run["log_tail"].strip() else ""}`.'
+                for name, run in variants.items() if run['exit']]
+    return lines + [''] + failures + [
+        f'Peak memory up to the Transform, {name}: {run["peak_gb"]:.2f} GB.'
+        for name, run in variants.items()]
 
 
 def serving_table(serving: Dict[int, Dict[str, float]]) -> List[str]:

@@ -69,10 +69,23 @@ def test_peak_memory_is_measured_over_the_child(tmp_path):
     assert result['peak_gb'] >= 0.38 and result['seconds'] >= 1.5
 
 
-def test_a_failing_step_names_its_log(tmp_path):
-    with pytest.raises(RuntimeError, match='exit 3.*log'):
-        speed.timed_process([sys.executable, '-c', 'raise SystemExit(3)'], {},
-                            str(tmp_path / 'log'))
+def test_a_failing_step_names_its_log_and_shows_its_end(tmp_path):
+    fail = [sys.executable, '-c', 'print("the cause"); raise SystemExit(3)']
+    with pytest.raises(RuntimeError, match='(?s)exit 3.*log.*the cause'):
+        speed.timed_process(fail, {}, str(tmp_path / 'log'))
+    run = speed.timed_process(fail, {}, str(tmp_path / 'log'), check=False)
+    assert run['exit'] == 3 and 'the cause' in run['log_tail']
+
+
+def test_a_failed_beam_variant_is_reported_with_what_it_completed():
+    size = {'rows': 1000, 'pipeline': {'components': {'CsvExampleGen': 10.0, 'Transform': 20.0}}}
+    variants = {'portable': {'components': {'CsvExampleGen': 5.0}, 'peak_gb': 1.0, 'exit': -6,
+                             'log_tail': 'a line\nFatal Python error: Aborted\n'}}
+    lines = speed.beam_table(size, variants)
+    assert '| CsvExampleGen | portable | 200 | 2.00 |' in lines
+    assert not any('| Transform | portable' in line for line in lines)
+    assert ('portable: the process ended with exit -6 (the components it completed are in the '
+            'table); the last line of its log: `Fatal Python error: Aborted`.') in lines
 
 
 def _size(rows, pipeline_seconds, script_seconds, peak_gb):
