@@ -12,7 +12,7 @@ kind, goes through TFX's own conversion). The records are serialized determinist
 bytes TFX's hash split keys on, so every row lands in the split it did under TFX's decoding.
 """
 
-from typing import Callable, Dict, Iterable, List, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -137,3 +137,21 @@ class CsvToSerializedExamples(beam.PTransform):
                 | 'ToSerializedExamples' >> beam.ParDo(_ToSerializedExamples(self._header),
                                                        column_infos)
                 | 'Unbatch' >> beam.FlatMap(lambda records: records))
+
+
+def decode_in_order(files: Sequence[str], header: List[str],
+                    fixes: Dict[int, Callable[[bytes], bytes]]) -> Iterator[bytes]:
+    """The same serialized tf.Examples as CsvToSerializedExamples, in the files' row order, in
+    this process (no Beam): for checks that line the records up with the rows."""
+    parse = _ParseBatch(len(header), fixes)
+    parse.setup()
+    batches = [columns for path in files for records in _ReadCsvBatches().process(path)
+               for columns in parse.process(records)]
+    inferrer = _BatchTypeInferrer(header, skip_blank_lines=True)
+    accumulator = inferrer.create_accumulator()
+    for columns in batches:
+        accumulator = inferrer.add_input(accumulator, columns)
+    column_infos = inferrer.extract_output(accumulator)
+    to_examples = _ToSerializedExamples(header)
+    for columns in batches:
+        yield from next(iter(to_examples.process(columns, column_infos)))

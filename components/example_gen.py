@@ -21,7 +21,7 @@ The feature spec's label and dense columns reach the executor in ExampleGen's `c
 """
 
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import apache_beam as beam
 from google.protobuf import json_format, struct_pb2
@@ -32,7 +32,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
-from components.csv_batches import CsvToSerializedExamples
+from components import csv_batches
 from components.span_resolution import ResolvesSpan
 from components.split_writer import WritesSplitsUnshuffled
 from pipeline import inputs
@@ -75,13 +75,22 @@ def _label_as_integer(cell: bytes) -> bytes:
     return inputs.label_value(cell.decode()).encode()
 
 
+def _decoding(files: List[str], labels):
+    """(column names without a byte-order mark, the label columns' fix) for csv_batches."""
+    header = inputs.csv_header(files[0])
+    return header, {header.index(name): _label_as_integer for name in labels if name in header}
+
+
 def CsvToExample(files: List[str], labels) -> beam.PTransform:  # noqa: N802 (a PTransform)
     """Checked CSV files (inputs.check_files) -> serialized tf.Examples with TFX's CsvExampleGen
     decoding, a batch of lines at a time (components/csv_batches.py); the column names without
     a byte-order mark and the labels as integers."""
-    header = inputs.csv_header(files[0])
-    return CsvToSerializedExamples(files, header, {
-        header.index(name): _label_as_integer for name in labels if name in header})
+    return csv_batches.CsvToSerializedExamples(files, *_decoding(files, labels))
+
+
+def csv_examples_in_order(files: List[str], labels) -> Iterator[bytes]:
+    """CsvToExample's records in the files' row order, in this process."""
+    return csv_batches.decode_in_order(files, *_decoding(files, labels))
 
 
 def checked_csv_to_example(exec_properties: Dict[str, Any], split_pattern: str):

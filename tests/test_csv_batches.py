@@ -13,7 +13,7 @@ import tensorflow as tf
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 
 from components import csv_batches
-from components.example_gen import CsvToExample
+from components.example_gen import CsvToExample, csv_examples_in_order
 
 HEADER = 'user_id,note,price,count,mixed,big,clicked,bought'
 ROWS = [
@@ -98,3 +98,9 @@ def test_batched_decoding_on_many_random_rows(tmp_path, monkeypatch):
     path.write_text('\n'.join(['user,price,count,clicked,item', *lines]) + '\n')
     batched = _decode([path], CsvToExample([str(path)], ()))
     assert sorted(batched) == sorted(_decode([path], _tfx_decoding([path])))
+    in_order = list(csv_examples_in_order([str(path)], ()))  # bench/truth_calibration.py
+    assert sorted(in_order) == sorted(batched)
+    users = [tf.train.Example.FromString(record).features.feature['user'].bytes_list.value
+             for record in in_order]
+    assert [list(user) for user in users] == [
+        [line.split(',')[0].encode()] if line.split(',')[0] else [] for line in lines]
