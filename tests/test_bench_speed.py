@@ -129,9 +129,9 @@ def test_the_report_renders_every_section():
 
     sizes = [size(100_000, 20.0), size(1_000_000, 110.0)]  # Transform: 100 s per 1M more rows
     multi, portable = list(speed.BEAM_VARIANTS)
-    variants = {multi: {'seconds': 60.0, 'peak_gb': 3.0, 'components': {
+    variants = {multi: {'seconds': 60.0, 'peak_gb': 3.0, 'exit': 0, 'components': {
                     'CsvExampleGen': 2.5, 'StatisticsGen': 1.0, 'Transform': 55.0}},
-                portable: {'seconds': 150.0, 'peak_gb': 2.5, 'components': {
+                portable: {'seconds': 150.0, 'peak_gb': 2.5, 'exit': 0, 'components': {
                     'CsvExampleGen': 10.0, 'StatisticsGen': 4.0, 'Transform': 220.0}}}
     throughput = {speed.CEILING: 100_000.0, speed.TRAINER_INPUT: 85_000.0}
     serving = {batch: {'signature p50': 2.0, 'signature p99': 3.0, 'bare model p50': 1.0,
