@@ -19,13 +19,11 @@ import json
 import logging
 import os
 import resource
-import subprocess
 import sys
-import time
 from typing import Dict, List
 
 from bench import results_file
-from bench.speed import PeakMemory
+from bench.speed import timed_process
 
 COMPONENTS = ('CsvExampleGen', 'StatisticsGen', 'Transform')
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'ingest_component.py')
@@ -38,26 +36,23 @@ def _cpu_seconds() -> float:
 
 def run_child(code: str, component: str, data: str, out: str, beam_args: str,
               profile: int) -> Dict[str, float]:
-    """One component in a child process of checkout `code`: wall s, CPU s, peak GB."""
+    """One component in a child process of checkout `code`: wall s, CPU s, peak GB. Its output
+    (the profile) goes to this process's."""
     args = [sys.executable, CHILD, component, '--data', data,
             '--out', out, '--profile', str(profile)]
     if beam_args:
         args += ['--beam-args', beam_args]
-    env = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONPATH': os.path.abspath(code)}
-    start, cpu = time.perf_counter(), _cpu_seconds()
-    process = subprocess.Popen(args, cwd=code, env=env)
-    memory = PeakMemory(process.pid)
-    if process.wait():
-        raise RuntimeError(f'{component} failed in {code} (exit {process.returncode})')
-    memory.thread.join(timeout=1)
-    return {'wall': time.perf_counter() - start, 'cpu': _cpu_seconds() - cpu, 'gb': memory.gb}
+    env = {'TF_USE_LEGACY_KERAS': '1', 'PYTHONPATH': os.path.abspath(code)}
+    cpu = _cpu_seconds()
+    run = timed_process(args, env, log_path=None, cwd=code)
+    return {'wall': run['seconds'], 'cpu': _cpu_seconds() - cpu, 'gb': run['peak_gb']}
 
 
-def same_outputs(reference: str, other: str) -> Dict[str, str]:
-    """'same' or what differs, per component, between two runs' output folders."""
+def same_outputs(reference: str, other: str, components: List[str]) -> Dict[str, str]:
+    """'same' or what differs, per component run, between two runs' output folders."""
     from bench import ingest_outputs
     return {component: ingest_outputs.difference(component, reference, other) or 'same'
-            for component in COMPONENTS}
+            for component in components}
 
 
 def main():
@@ -96,7 +91,8 @@ def main():
              '| checkout | component | wall s per round | CPU s per round | peak GB | '
              f'outputs as {names[0]} |', '|---' * 6 + '|']
     for name in names:
-        same = (same_outputs(os.path.join(args.out, names[0]), os.path.join(args.out, name))
+        same = (same_outputs(os.path.join(args.out, names[0]), os.path.join(args.out, name),
+                             components)
                 if name != names[0] else {})
         for component in components:
             runs = seconds[name][component]

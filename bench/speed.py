@@ -22,6 +22,7 @@ its targets. It prints the markdown and writes it to bench/results/speed.md.
 """
 
 import argparse
+import contextlib
 import functools
 import glob
 import json
@@ -92,24 +93,31 @@ class PeakMemory:
         return self.peak / 2**30
 
 
-def timed_process(args: List[str], env: Dict[str, str], log_path: str,
-                  check: bool = True) -> Dict:
-    """Runs a command to completion; its wall time, peak memory and exit code (`check`: an exit
-    code other than 0 raises, with the end of the log). Its output goes to log_path."""
+def _last_lines(log_path: Optional[str], count: int) -> str:
+    if not log_path:
+        return ''
+    with open(log_path, errors='replace') as log:
+        return ''.join(log.readlines()[-count:])
+
+
+def timed_process(args: List[str], env: Dict[str, str], log_path: Optional[str],
+                  check: bool = True, cwd: str = REPO_ROOT) -> Dict:
+    """Runs a command in `cwd` to completion; its wall time, peak memory and exit code (`check`:
+    an exit code other than 0 raises, with the end of the log). Its output goes to log_path
+    (None: to this process's)."""
     start = time.perf_counter()
-    with open(log_path, 'w') as log:
-        process = subprocess.Popen(args, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log,
-                                   stderr=subprocess.STDOUT)
+    with open(log_path, 'w') if log_path else contextlib.nullcontext() as log:
+        process = subprocess.Popen(args, cwd=cwd, env={**os.environ, **env}, stdout=log,
+                                   stderr=subprocess.STDOUT if log else None)
         memory = PeakMemory(process.pid)
         returncode = process.wait()
     memory.thread.join(timeout=1)
     run = {'seconds': time.perf_counter() - start, 'peak_gb': memory.gb, 'exit': returncode}
     if returncode:
-        with open(log_path, errors='replace') as log:
-            run['log_tail'] = ''.join(log.readlines()[-LOG_TAIL_LINES:])
+        run['log_tail'] = _last_lines(log_path, LOG_TAIL_LINES)
         if check:
-            raise RuntimeError(f'{" ".join(args)} failed (exit {returncode}); the end of '
-                               f'{log_path}:\n{run["log_tail"]}')
+            raise RuntimeError(f'{" ".join(args)} failed in {cwd} (exit {returncode}); the end '
+                               f'of {log_path or "its output, above"}:\n{run["log_tail"]}')
     return run
 
 
@@ -362,7 +370,7 @@ def beam_table(size: Dict, variants: Dict[str, Dict]) -> List[str]:
                              f'{single / seconds:.2f} |')
     failures = [f'{name}: the process ended with exit {run["exit"]} (the components it '
                 f'completed are in the table); the last line of its log: '
-                f'`{run["log_tail"].strip().splitlines()[-1] if run["log_tail"].strip() else ""}`.'
+                f'`{(run["log_tail"].strip().splitlines() or [""])[-1]}`.'
                 for name, run in variants.items() if run['exit']]
     return lines + [''] + failures + [
         f'Peak memory up to the Transform, {name}: {run["peak_gb"]:.2f} GB.'
