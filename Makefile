@@ -42,7 +42,7 @@ export FUNNEL_SCHEMA_PATH := $(abspath $(SCHEMA))
 endif
 export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 
-.PHONY: install data run validate schema report test test-fast lint bench bench-mmoe-paper reliability clean
+.PHONY: install data run validate schema report test test-fast lint bench bench-input bench-mmoe-paper reliability clean
 install: $(VENV)/.installed
 
 $(UV):
@@ -103,6 +103,11 @@ test-fast: install
 # latency; prints a table and writes bench/results/speed.md (its run time: bench/README.md).
 bench: install
 	$(PY) -m bench.speed $(BENCH_ARGS)
+
+# The input check on files shaped to be hard for it, against one read of each (bench/input_check.py):
+# prints a table, writes bench/results/input_check.md.
+bench-input: install
+	$(PY) -m bench.input_check $(BENCH_ARGS)
 
 # The MMoE paper's synthetic experiment: prints a table, writes bench/results/mmoe_paper.md.
 bench-mmoe-paper: install

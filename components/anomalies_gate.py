@@ -9,7 +9,11 @@ message naming each split, feature and reason when
 - ExampleValidator found anomalies (types, domains, presence: the imported schema, named in
   the message; TFDV's lines give an offending value for type and range problems), or
 - a feature with a `drift_comparator` in the schema moved further from the statistics of the
-  last run that passed this gate than the comparator's threshold allows.
+  last run that passed this gate than the comparator's threshold allows, or
+- a split holds too few rows of a label's class to train or judge a task (label_class_counts:
+  one class only in a split, or too few positives in the eval split for an AUC that is not
+  noise), counted from StatisticsGen's statistics of each split: the Trainer and the Evaluator
+  would otherwise meet it after minutes of work, or report an AUC of 0 or a NaN calibration.
 
 A run that passes copies its statistics to `baseline_dir` (beside the pushed models, so it
 outlives per-run pipeline roots on Kubeflow), the next run's baseline. A run stopped for drift
@@ -21,6 +25,7 @@ no artifact yet (the first run) and Kubeflow V2 compiles no other resolver.
 
 import logging
 import os
+from typing import Dict, List, Tuple
 
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
@@ -65,6 +70,40 @@ def drift_anomalies(statistics, schema, previous_statistics) -> anomalies_pb2.An
     return drift
 
 
+def label_class_counts(statistics, labels: Tuple[str, str]) -> Dict[str, Tuple[int, int]]:
+    """{task: (rows with 1, rows with 0)} for click, conversion and cvr (conversions among
+    clicked rows) in one split's statistics (a DatasetFeatureStatisticsList, labels 0 / 1 as
+    the input check and the schema require)."""
+    dataset = statistics.datasets[0]
+    ones = {}
+    for name in labels:
+        feature = next(f for f in dataset.features if f.path.step == [name])
+        ones[name] = (feature.num_stats.common_stats.num_non_missing
+                      - feature.num_stats.num_zeros)
+    click, conversion = labels
+    rows = dataset.num_examples
+    return {click: (ones[click], rows - ones[click]),
+            conversion: (ones[conversion], rows - ones[conversion]),
+            f'{conversion} among {click} = 1 (cvr)': (ones[conversion],
+                                                      ones[click] - ones[conversion])}
+
+
+def label_count_problems(counts: Dict[str, Dict[str, Tuple[int, int]]], eval_split: str,
+                         min_class_rows: int, min_eval_positives: int) -> List[str]:
+    """One line per split and task with fewer than `min_class_rows` rows of a class (0 or 1),
+    or, in `eval_split`, fewer than `min_eval_positives` positives of click or conversion
+    (not cvr, whose positives are the conversions). `counts` is {split: label_class_counts}."""
+    problems = []
+    for split, tasks in counts.items():
+        for index, (task, (ones, zeros)) in enumerate(tasks.items()):
+            needed = max(min_class_rows, min_eval_positives
+                         if split == eval_split and index < 2 else 0)
+            if ones < needed or zeros < min_class_rows:
+                problems.append(f'split {split!r}, {task}: {ones} row(s) with 1, {zeros} with 0 '
+                                f'(needs at least {needed} with 1 and {min_class_rows} with 0)')
+    return problems
+
+
 def _baseline_file(baseline_dir: str, split: str) -> str:
     return os.path.join(baseline_dir, f'Split-{split}', stats_artifact_utils.BINARY_PB_BASENAME)
 
@@ -76,13 +115,19 @@ def AnomaliesGate(
         statistics: tfx.dsl.components.InputArtifact[
             tfx.types.standard_artifacts.ExampleStatistics],
         schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
-        baseline_dir: tfx.dsl.components.Parameter[str]) -> None:
-    """Raises DataAnomaliesError on schema anomalies or on drift from the statistics in
-    `baseline_dir`; else makes `statistics` the new baseline."""
+        baseline_dir: tfx.dsl.components.Parameter[str],
+        labels: tfx.dsl.components.Parameter[str],
+        eval_split: tfx.dsl.components.Parameter[str],
+        min_class_rows: tfx.dsl.components.Parameter[int],
+        min_eval_positives: tfx.dsl.components.Parameter[int]) -> None:
+    """Raises DataAnomaliesError on schema anomalies, on drift from the statistics in
+    `baseline_dir` or on too few rows of a class of the `labels` ('click,conversion' columns);
+    else makes `statistics` the new baseline."""
     schema_file = io_utils.get_only_uri_in_dir(schema.uri)
     curated = io_utils.SchemaReader().read(schema_file)
     problems = []
-    for split in artifact_utils.decode_split_names(anomalies.split_names):
+    splits = artifact_utils.decode_split_names(anomalies.split_names)
+    for split in splits:
         path = os.path.join(artifact_utils.get_split_uri([anomalies], split), ANOMALIES_FILE)
         with tf.io.gfile.GFile(path, 'rb') as f:  # local disk or object store
             problems += describe_anomalies(split, anomalies_pb2.Anomalies.FromString(f.read()))
@@ -100,6 +145,20 @@ def AnomaliesGate(
             f'The input data does not match the schema {schema_file} or drifted from the last '
             'accepted run; the run stops before training. Fix the data, or update the schema '
             'if the change is intended:\n  ' + '\n  '.join(problems))
+    counts = {split: label_class_counts(
+        stats_artifact_utils.load_statistics(statistics, split).proto(),
+        tuple(labels.split(','))) for split in splits}
+    too_few = label_count_problems(counts, eval_split, min_class_rows, min_eval_positives)
+    if too_few:
+        raise DataAnomaliesError(
+            "Too few rows of a label's class to train or to judge a task; the run stops before "
+            'training:\n  ' + '\n  '.join(too_few) + '\nRows with 1 / with 0 per split: '
+            + '; '.join(f'{split}: ' + ', '.join(f'{task} {ones} / {zeros}'
+                                                 for task, (ones, zeros) in tasks.items())
+                        for split, tasks in counts.items())
+            + '.\nAdd data (more days, a larger sample), check the export for a filter or join '
+            'that lost one class, or, to run anyway, lower FUNNEL_EVALUATION_MIN_CLASS_ROWS '
+            'or FUNNEL_EVALUATION_MIN_EVAL_POSITIVES (pipeline/config.py).')
     io_utils.copy_dir(statistics.uri, baseline_dir)
     logging.info('Statistics %s accepted: the drift baseline of the next run (%s).',
                  statistics.uri, baseline_dir)

@@ -21,6 +21,8 @@ import tensorflow as tf
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx_bsl.coders import csv_decoder, example_coder
 
+from pipeline import inputs
+
 BATCH_LINES = 5_000  # CSV records per Beam element
 
 ColumnType = csv_decoder.ColumnType
@@ -28,11 +30,16 @@ Columns = List[tuple]  # one tuple of cells (bytes) per column; blank lines left
 
 
 class _ReadCsvBatches(beam.DoFn):
-    """A file's CSV records as TFX's reader gives them, in lists of BATCH_LINES."""
+    """A file's CSV records as TFX's reader gives them, in lists of BATCH_LINES; after a first
+    line `sep=,` (a spreadsheet's delimiter hint, which TFX's reader skips as the header), the
+    header is left out too."""
 
     def process(self, path: str) -> Iterable[List[str]]:
+        records = csv_executor._ReadCsvRecordsFromTextFile().process(path)
+        if inputs.csv_head(path).hint is not None:
+            next(records, None)
         batch = []
-        for record in csv_executor._ReadCsvRecordsFromTextFile().process(path):
+        for record in records:
             batch.append(record)
             if len(batch) == BATCH_LINES:
                 yield batch

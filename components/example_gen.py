@@ -77,7 +77,7 @@ def _label_as_integer(cell: bytes) -> bytes:
 
 def _decoding(files: List[str], labels):
     """(column names without a byte-order mark, the label columns' fix) for csv_batches."""
-    header = inputs.csv_header(files[0])
+    header = inputs.csv_head(files[0]).header
     return header, {header.index(name): _label_as_integer for name in labels if name in header}
 
 

@@ -47,6 +47,13 @@ class EvaluationConfig:
     # Equal-width buckets of TFMA's calibration plot over [0, 1]. Conversion probabilities are
     # mostly below 0.01, so the report's reliability diagrams need fine buckets to regroup.
     calibration_plot_buckets: int = 10_000
+    # Enough data to train and judge, checked per split before the Transform
+    # (components/anomalies_gate.py): every split needs at least min_class_rows rows of each
+    # class (1 and 0) of each task (click, conversion, and cvr among clicked rows); the eval
+    # split at least min_eval_positives clicks and conversions, below which an AUC is noise.
+    # 0 turns a check off.
+    min_class_rows: int = 1
+    min_eval_positives: int = 10
 
     def validate(self):
         for name in ('min_click_auc', 'min_conversion_auc', 'min_cvr_auc'):
@@ -59,6 +66,9 @@ class EvaluationConfig:
                 'and evaluation.max_calibration must satisfy 0 < min <= 1 <= max')
         require(self.calibration_interval_z >= 0, 'evaluation.calibration_interval_z',
                 self.calibration_interval_z, 'must be >= 0')
+        for name in ('min_class_rows', 'min_eval_positives'):
+            require(getattr(self, name) >= 0, f'evaluation.{name}', getattr(self, name),
+                    'must be >= 0')
         require(self.calibration_plot_buckets >= 1, 'evaluation.calibration_plot_buckets',
                 self.calibration_plot_buckets, 'must be >= 1')
 

@@ -16,6 +16,7 @@ from pipeline.config import PipelineConfig
 from pipeline.eval_config import make_eval_config
 
 GATE_ID = 'AnomaliesGate'  # where validate-only runs stop
+EVAL_SPLIT = 'eval'  # the Evaluator's split, which nothing in training reads
 
 
 def _example_gen(config: PipelineConfig, span: Optional[int] = None):
@@ -29,7 +30,7 @@ def _example_gen(config: PipelineConfig, span: Optional[int] = None):
         tfx.proto.SplitConfig.Split(name='train', hash_buckets=config.train_hash_buckets),
         tfx.proto.SplitConfig.Split(name='validation',
                                     hash_buckets=config.validation_hash_buckets),
-        tfx.proto.SplitConfig.Split(name='eval', hash_buckets=config.eval_hash_buckets),
+        tfx.proto.SplitConfig.Split(name=EVAL_SPLIT, hash_buckets=config.eval_hash_buckets),
     ]))
     pattern = f'{config.span_folder}/*' if config.span_folder else '*'
     kwargs = dict(input_base=config.data_root, output_config=output_config,
@@ -84,7 +85,10 @@ def _ingest_and_validate(config: PipelineConfig, span: Optional[int] = None) -> 
         anomalies=example_validator.outputs['anomalies'],
         statistics=statistics_gen.outputs['statistics'],
         schema=schema_importer.outputs['result'],
-        baseline_dir=config.drift_baseline_dir).with_id(GATE_ID)
+        baseline_dir=config.drift_baseline_dir,
+        labels=','.join(config.feature_spec.label_columns), eval_split=EVAL_SPLIT,
+        min_class_rows=config.evaluation.min_class_rows,
+        min_eval_positives=config.evaluation.min_eval_positives).with_id(GATE_ID)
     return [example_gen, statistics_gen, schema_importer, example_validator, anomalies_gate]
 
 
@@ -164,7 +168,7 @@ def create_pipeline(config: PipelineConfig,
 
     evaluator = Evaluator(
         examples=example_gen.outputs['examples'],
-        example_splits=['eval'],
+        example_splits=[EVAL_SPLIT],
         model=trainer.outputs['model'],
         baseline_model=production_model.outputs['model'],
         eval_config=make_eval_config(config.evaluation, spec))

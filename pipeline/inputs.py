@@ -3,21 +3,33 @@ so bad input stops the run with the file, the column and the line named.
 
 What the schema can say is checked by TFDV (ExampleValidator, components/anomalies_gate.py);
 what it cannot say is checked here, where a problem can still be named by file and line, in one
-streamed pass over each file (only counts and the first offending lines are kept):
+streamed pass over each file (only counts and the first offending lines are kept), in time
+linear in the file's size whatever it holds (bench/input_check.py measures it):
 
 - files that are empty, compressed, not UTF-8 text (a UTF-8 byte-order mark is accepted: Excel
   writes one) or hold only a header; headers that name a column twice or differ between files;
+- line ends: `\n` and `\r\n` are read; a carriage return alone (classic Mac OS line ends, or
+  such a file concatenated after another) and a first line with no line break in its first
+  MAX_HEADER_BYTES stop the run with that cause, not as a malformed header;
+- a first line `sep=<c>` (the delimiter hint of spreadsheet exports) is skipped when `<c>` is
+  the comma ExampleGen reads, and named as the cause otherwise;
 - CSV rows with the wrong number of fields (a truncated last line);
-- labels that are not 0 or 1 (`1.0` / `0.0` are accepted), a label column with no positive, and
-  the funnel rule that a conversion needs a click, which relates two columns of one row;
+- labels that are not 0 or 1 (`1.0` / `0.0` are accepted), a label column with one class only
+  (no positive, or no negative), and the funnel rule that a conversion needs a click, which
+  relates two columns of one row;
 - text in a dense column (a blank cell is a missing value, imputed by the Transform).
+
+How many positives and negatives each split holds is known only after ExampleGen has split the
+rows: components/anomalies_gate.py checks it from StatisticsGen's statistics.
 """
 
+import collections
 import csv
 import dataclasses
+import functools
 import os
 import re
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -28,6 +40,14 @@ from tfx.dsl.io import fileio
 from trainer import features
 
 MAX_LISTED = 5  # offending lines named per problem and file
+MAX_HEADER_BYTES = 16 * 2**20  # a first line longer than this is not a CSV header
+READ_CHUNK = 2**20
+DELIMITER = ','  # what ExampleGen's CSV reader splits fields at
+DELIMITER_HINT = re.compile(rb'"?sep=(.?)"?\r?', re.IGNORECASE)  # spreadsheets' first line
+MAC_LINE_ENDS = ('lines that end in a carriage return alone (\\r, the line ends of classic '
+                 'Mac OS and of some exporters)')
+FIX_LINE_ENDS = ("Convert the line ends to \\n or \\r\\n (e.g. `tr '\\r' '\\n' < in.csv > "
+                 'out.csv`, or save the file again as "CSV UTF-8").')
 TFRECORD_BATCH = 10_000
 UTF8_BOM = b'\xef\xbb\xbf'
 UTF16 = 'UTF-16 text (byte-order mark)'
@@ -65,38 +85,122 @@ def label_value(cell: str):
     return LABEL_VALUES.get(_number(cell))
 
 
-def csv_header(path: str) -> List[str]:
-    """The column names as CsvExampleGen reads them (the first line split at commas), without
-    a UTF-8 byte-order mark."""
+@functools.lru_cache(maxsize=1024)
+def _label_cell(cell: str):
+    """label_value of a CSV cell (surrounding spaces allowed), once per distinct cell."""
+    return label_value(cell.strip())
+
+
+@dataclasses.dataclass
+class CsvHead:
+    """A CSV file's first line(s): the column names, and the delimiter hint before them."""
+    header: List[str]
+    hint: Optional[str] = None  # the <c> of a first line `sep=<c>`, if there is one
+    problem: str = ''  # why the lines cannot be a header: a line end or the size
+
+    @property
+    def header_line(self) -> int:
+        return 2 if self.hint is not None else 1
+
+
+def _leading_lines(f, count: int) -> List[bytes]:
+    """The file's first `count` lines without their \\n (fewer if it has fewer), read a chunk at
+    a time: at most about count * MAX_HEADER_BYTES bytes, so a file without line breaks is not
+    read whole (its first line is then longer than MAX_HEADER_BYTES)."""
+    chunks, breaks, size = [], 0, 0
+    while breaks < count and size <= count * MAX_HEADER_BYTES:
+        chunk = f.read(READ_CHUNK)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        breaks, size = breaks + chunk.count(b'\n'), size + len(chunk)
+    return b''.join(chunks).split(b'\n', count)[:count]
+
+
+def csv_head(path: str) -> CsvHead:
+    """The column names as ExampleGen reads them (the first line split at commas, without a
+    UTF-8 byte-order mark), from the second line when the first is a delimiter hint `sep=,`;
+    what keeps the line from being a header, if anything."""
     with fileio.open(path, 'rb') as f:
-        line = f.readline()
-    return line.removeprefix(UTF8_BOM).decode('utf-8', 'replace').strip().split(',')
+        first, *rest = _leading_lines(f, 2) or [b'']
+    first = first.removeprefix(UTF8_BOM)
+    hint = DELIMITER_HINT.fullmatch(first)
+    line = (rest or [b''])[0] if hint else first
+    head = CsvHead(line.decode('utf-8', 'replace').strip().split(','),
+                   hint.group(1).decode('utf-8', 'replace') if hint else None)
+    carriage_return = line.removesuffix(b'\r').find(b'\r')
+    if carriage_return >= 0:
+        head.problem = (f'{MAC_LINE_ENDS}: its line {head.header_line} holds a carriage return '
+                        f'at byte {carriage_return + 1} with no line feed after it. '
+                        f'{FIX_LINE_ENDS}')
+    elif len(line) > MAX_HEADER_BYTES:
+        head.problem = (f'no line break in its first {MAX_HEADER_BYTES // 2**20} MiB, so no '
+                        'header a CSV reader could use: not a CSV file of one row per line. '
+                        'Export it as CSV, one row per line.')
+    return head
 
 
-class _NotText(Exception):
-    """A line that is not UTF-8 text; the message says where and why."""
+class _Unreadable(Exception):
+    """A line that is not UTF-8 CSV text; the message says where, why and what to do."""
+
+
+def _lines(f) -> Iterator[bytes]:
+    """The file's lines split at \\n, each with its line end as written (TensorFlow's GFile
+    drops carriage returns from the lines it iterates, which would hide them), read a chunk at
+    a time."""
+    pending = []  # the pieces of a line longer than a chunk
+    while chunk := f.read(READ_CHUNK):
+        *lines, last = chunk.split(b'\n')
+        if lines:
+            lines[0] = b''.join([*pending, lines[0]])
+            pending = []
+            yield from (line + b'\n' for line in lines)
+        pending.append(last)
+    if any(pending):
+        yield b''.join(pending)
 
 
 def _text_lines(f) -> Iterator[str]:
-    """The file's lines as text, the byte-order mark dropped; raises _NotText on a line that is
-    not UTF-8 or holds NUL bytes (binary data)."""
-    for number, line in enumerate(f, start=1):
+    """The file's lines as text, the byte-order mark dropped; raises _Unreadable on a line that
+    is not UTF-8 or holds NUL bytes (binary data)."""
+    for number, line in enumerate(_lines(f), start=1):
         if number == 1:
             line = line.removeprefix(UTF8_BOM)
         if b'\0' in line:
-            raise _NotText(f'binary data (NUL bytes) at line {number}')
+            raise _Unreadable(f'is not a CSV text file: binary data (NUL bytes) at line {number}. '
+                              'Save it as UTF-8 CSV.')
         try:
             yield line.decode('utf-8')
         except UnicodeDecodeError as e:
-            raise _NotText(f'not UTF-8 text at line {number} (byte {line[e.start:e.start + 1]!r} '
-                           f'at column {e.start + 1})') from None
+            raise _Unreadable(f'is not a CSV text file: not UTF-8 text at line {number} (byte '
+                              f'{line[e.start:e.start + 1]!r} at column {e.start + 1}). Save '
+                              'it as UTF-8 CSV.') from None
+
+
+def _csv_rows(f, skip: int) -> Iterator[Tuple[int, List[str]]]:
+    """(line number, fields) of each non-blank CSV record after the first `skip` lines; raises
+    _Unreadable where Python's CSV reader cannot go on, naming the line."""
+    reader = csv.reader(_text_lines(f))
+    try:
+        for _ in range(skip):
+            next(reader, None)
+        for row in filter(None, reader):  # blank lines are not rows
+            yield reader.line_num, row
+    except csv.Error as e:
+        if 'new-line character' in str(e):
+            raise _Unreadable(f'has {MAC_LINE_ENDS} from line {reader.line_num} on (a carriage '
+                              f'return outside quotes, with no line feed after it). '
+                              f'{FIX_LINE_ENDS}') from None
+        raise _Unreadable(f'is not a CSV text file: {e}, at line {reader.line_num}. Save it '
+                          'as UTF-8 CSV.') from None
 
 
 @dataclasses.dataclass
 class _CsvScan:  # what one pass over a CSV file found
     header: List[str]
     rows: int = 0
-    positives: Tuple[int, int] = (0, 0)  # clicks, conversions
+    ones: Tuple[int, int] = (0, 0)  # rows with click = 1, with conversion = 1
+    zeros: Tuple[int, int] = (0, 0)  # rows with click = 0, with conversion = 0
     problems: List[str] = dataclasses.field(default_factory=list)
 
 
@@ -106,28 +210,36 @@ BAD_CELLS = {'label': ('are not 0 or 1', 'Write each label as 0 or 1 (1.0 and 0.
                        'missing value (it is imputed).')}
 
 
-def _scan_rows(path: str, scan: _CsvScan, labels: Labels, dense: Sequence[str]) -> None:
+def _scan_rows(path: str, scan: _CsvScan, head: CsvHead, labels: Labels,
+               dense: Sequence[str]) -> None:
     """Reads the rows of a CSV file once, adding their problems to `scan`."""
-    where = {name: scan.header.index(name) for name in (*labels, *dense) if name in scan.header}
-    malformed, unclicked, bad, positives = [], [], {name: [] for name in where}, [0, 0]
+    position = {name: index for index, name in enumerate(scan.header)}
+    label_at = [position.get(name) for name in labels]  # None: the column is not in the file
+    dense_at = {name: position[name] for name in dense if name in position}
+    malformed, unclicked = [], []
+    bad = {name: [] for name in (*labels, *dense_at)}
+    pairs = collections.Counter()  # (click, conversion) label values -> rows
     with fileio.open(path, 'rb') as f:
-        reader = csv.reader(_text_lines(f))
-        next(reader, None)
-        for row in filter(None, reader):  # blank lines are not rows
-            scan.rows += 1
+        for line, row in _csv_rows(f, skip=head.header_line):
             if len(row) != len(scan.header):
-                malformed.append((reader.line_num, len(row)))
+                malformed.append((line, len(row)))
                 continue
-            values = {name: row[index].strip() for name, index in where.items()}
-            for name, value in values.items():
-                if (label_value(value) is None if name in labels
-                        else value and _number(value) is None):
-                    bad[name].append(f'line {reader.line_num} {row[where[name]]!r}')
-            click, conversion = (label_value(values.get(name, '')) for name in labels)
-            positives = [positives[0] + (click == '1'), positives[1] + (conversion == '1')]
-            if conversion == '1' and click == '0':
-                unclicked.append(reader.line_num)
-    scan.positives = tuple(positives)
+            values = tuple(None if index is None else _label_cell(row[index])
+                           for index in label_at)
+            pairs[values] += 1
+            if values == ('0', '1'):
+                unclicked.append(line)
+            for name, index, value in zip(labels, label_at, values):
+                if index is not None and value is None:
+                    bad[name].append(f'line {line} {row[index]!r}')
+            for name, index in dense_at.items():
+                cell = row[index].strip()
+                if cell and _number(cell) is None:
+                    bad[name].append(f'line {line} {row[index]!r}')
+    scan.rows = sum(pairs.values()) + len(malformed)
+    scan.ones, scan.zeros = (tuple(sum(count for pair, count in pairs.items()
+                                       if pair[task] == value) for task in (0, 1))
+                             for value in ('1', '0'))
     if not scan.rows:
         scan.problems.append(f'Input file {path} has a header ({",".join(scan.header)[:80]!r}) '
                              'but no data rows. Remove it or add rows.')
@@ -146,27 +258,43 @@ def _scan_rows(path: str, scan: _CsvScan, labels: Labels, dense: Sequence[str]) 
         scan.problems.append(_funnel_problem(path, labels, 'line(s)', unclicked))
 
 
+def _head_problem(path: str, head: CsvHead) -> str:
+    """What keeps the file's first line(s) from being read as a header, or ''."""
+    if head.problem:
+        return f'Input file {path} has {head.problem}'
+    if head.hint is not None and head.hint != DELIMITER:
+        return (f'Input file {path}: its first line is the delimiter hint "sep={head.hint}" of '
+                f'a spreadsheet export: its fields are separated by {head.hint!r}, but the '
+                f'pipeline reads CSV separated by {DELIMITER!r}. Export it again with commas as '
+                'the separator (e.g. "CSV UTF-8 (comma delimited)").')
+    counts = collections.Counter(head.header)
+    duplicated = sorted(name for name, count in counts.items() if count > 1)
+    if duplicated:
+        return (f'Input file {path}: the header (line {head.header_line}) names '
+                f'{len(duplicated)} column(s) more than once: {_listed(duplicated)} (header '
+                f'{",".join(head.header)[:120]!r}); ExampleGen would keep one and drop the '
+                'other. Rename or remove the duplicates.')
+    return ''
+
+
 def _scan_csv(path: str, labels: Labels, dense: Sequence[str]) -> _CsvScan:
     """One streamed pass over a CSV file: see the module docstring."""
     with fileio.open(path, 'rb') as f:
         start = f.read(4)
     kind = next((kind for magic, kind in NOT_TEXT.items() if start.startswith(magic)), None)
-    scan = _CsvScan(csv_header(path))
-    duplicated = sorted({name for name in scan.header if scan.header.count(name) > 1})
     if kind:
-        scan.problems.append(f'Input file {path} is {kind}, not a UTF-8 CSV text file. '
-                             'Save it as UTF-8 CSV (uncompressed).')
-    elif duplicated:
-        scan.problems.append(
-            f'Input file {path}: the header names column(s) {duplicated} more than once '
-            f'({",".join(scan.header)[:120]!r}); ExampleGen would keep one and drop the other. '
-            'Rename or remove the duplicates.')
-    else:
-        try:
-            _scan_rows(path, scan, labels, dense)
-        except (_NotText, csv.Error) as e:
-            scan.problems.append(f'Input file {path} is not a CSV text file: {e}. Save it as '
-                                 'UTF-8 CSV.')
+        return _CsvScan([], problems=[f'Input file {path} is {kind}, not a UTF-8 CSV text '
+                                      'file. Save it as UTF-8 CSV (uncompressed).'])
+    head = csv_head(path)
+    scan = _CsvScan(head.header)
+    problem = _head_problem(path, head)
+    if problem:
+        scan.problems.append(problem)
+        return scan
+    try:
+        _scan_rows(path, scan, head, labels, dense)
+    except _Unreadable as e:
+        scan.problems.append(f'Input file {path} {e}')
     return scan
 
 
@@ -191,7 +319,7 @@ def _tfrecord_problems(path: str, labels: Labels) -> List[str]:
 
 def _csv_files_problems(files: List[str], labels: Labels, dense: Sequence[str]) -> List[str]:
     """Each file's problems, then what only the files together show: headers that differ (one
-    ExampleGen split needs one header) and a label column without positives."""
+    ExampleGen split needs one header) and a label column with one class only."""
     scans = [_scan_csv(path, labels, dense) for path in files]
     problems = [problem for scan in scans for problem in scan.problems]
     if problems:
@@ -202,14 +330,19 @@ def _csv_files_problems(files: List[str], labels: Labels, dense: Sequence[str]) 
                     f'({",".join(scans[0].header)[:80]!r} and {",".join(scan.header)[:80]!r}); '
                     'the files of one folder must have the same columns in the same order.']
     rows = sum(scan.rows for scan in scans)
-    positives = [sum(scan.positives[i] for scan in scans) for i in (0, 1)]
-    for (role, column), count in zip(zip(('click', 'conversion'), labels), positives):
-        if not count and column in scans[0].header:
+    ones, zeros = ([sum(getattr(scan, kind)[i] for scan in scans) for i in (0, 1)]
+                   for kind in ('ones', 'zeros'))
+    counts = ', '.join(f'{column} = 1 in {ones[i]}, = 0 in {zeros[i]}'
+                       for i, column in enumerate(labels))
+    for task, (role, column) in enumerate(zip(('click', 'conversion'), labels)):
+        missing = [str(value) for value, count in ((1, ones[task]), (0, zeros[task]))
+                   if not count]
+        if column in scans[0].header and missing:
             problems.append(
-                f'Input files {_listed(files)}: the {role} label {column!r} is 1 in none of '
-                f'the {rows} rows ({labels[0]} = 1 in {positives[0]}, {labels[1]} = 1 in '
-                f'{positives[1]}): the {role} task cannot be trained or evaluated. Check the '
-                'export (a filter or a join that lost the positives).')
+                f'Input files {_listed(files)}: the {role} label {column!r} is '
+                f'{" or ".join(missing)} in none of the {rows} rows ({counts}): with one class '
+                f'only, the {role} task cannot be trained or evaluated. Check the export (a '
+                'filter or a join that lost the positives or the negatives).')
     return problems
 
 

@@ -14,6 +14,8 @@ from components.anomalies_gate import (
     AnomaliesGate,
     DataAnomaliesError,
     describe_anomalies,
+    label_class_counts,
+    label_count_problems,
 )
 from simulator.funnel import simulate
 
@@ -94,9 +96,10 @@ def _split_artifact(artifact, root, per_split, file_name):
     return artifact
 
 
-def _gate(root, anomalies, statistics, previous_statistics=None):
+def _gate(root, anomalies, statistics, previous_statistics=None, min_class_rows=0,
+          min_eval_positives=0):
     """Calls the gate on real per-split files, with `previous_statistics` (if any) as the drift
-    baseline; returns the baseline folder."""
+    baseline and the given minimum rows per label class; returns the baseline folder."""
     baseline = root / 'baseline'
     if previous_statistics:
         _split_artifact(standard_artifacts.ExampleStatistics(), baseline, previous_statistics,
@@ -108,7 +111,8 @@ def _gate(root, anomalies, statistics, previous_statistics=None):
                                   anomalies, ANOMALIES_FILE),
         statistics=_split_artifact(standard_artifacts.ExampleStatistics(), root / 'statistics',
                                    statistics, BINARY_PB_BASENAME),
-        schema=schema, baseline_dir=str(baseline))
+        schema=schema, baseline_dir=str(baseline), labels='click,conversion', eval_split='eval',
+        min_class_rows=min_class_rows, min_eval_positives=min_eval_positives)
     return baseline
 
 
@@ -155,3 +159,51 @@ def test_gate_stops_on_drift_from_the_previous_statistics(tmp_path, clean_anomal
     assert 'above the threshold 0.3' in price and str(tmp_path / 'shifted' / 'baseline') in price
     saved = (tmp_path / 'shifted' / 'baseline' / 'Split-train' / BINARY_PB_BASENAME).read_bytes()
     assert saved == previous.SerializeToString()  # a drifted run does not become the baseline
+
+
+def test_label_classes_are_counted_from_tfdv_statistics(impressions):
+    """Rows with 1 and with 0 per task, read from TFDV's statistics of a split: click and
+    conversion over all rows, cvr over the clicked ones."""
+    counts = label_class_counts(tfdv.generate_statistics_from_dataframe(impressions),
+                                ('click', 'conversion'))
+    clicks, conversions = int(impressions['click'].sum()), int(impressions['conversion'].sum())
+    assert counts == {'click': (clicks, 200 - clicks),
+                      'conversion': (conversions, 200 - conversions),
+                      'conversion among click = 1 (cvr)': (conversions, clicks - conversions)}
+
+
+@pytest.mark.parametrize('eval_counts, expected', [
+    ({'click': (40, 960), 'conversion': (12, 988), 'cvr': (12, 28)}, []),
+    ({'click': (40, 960), 'conversion': (9, 991), 'cvr': (9, 31)},
+     ["split 'eval', conversion: 9 row(s) with 1, 991 with 0 (needs at least 10 with 1 and 1 "
+      'with 0)']),
+    ({'click': (1000, 0), 'conversion': (12, 988), 'cvr': (12, 988)},
+     ["split 'eval', click: 1000 row(s) with 1, 0 with 0 (needs at least 10 with 1 and 1 with "
+      '0)']),
+    ({'click': (40, 960), 'conversion': (40, 960), 'cvr': (40, 0)},
+     ["split 'eval', cvr: 40 row(s) with 1, 0 with 0 (needs at least 1 with 1 and 1 with 0)"]),
+], ids=['enough', 'too few eval conversions', 'clicked rows only', 'every click converts'])
+def test_too_few_rows_of_a_class_are_named_by_split_and_task(eval_counts, expected):
+    train = {'click': (400, 9600), 'conversion': (3, 9997), 'cvr': (3, 397)}
+    assert label_count_problems({'train': train, 'eval': eval_counts}, 'eval', 1, 10) == expected
+    assert label_count_problems({'train': train, 'eval': eval_counts}, 'eval', 0, 0) == []
+
+
+def test_gate_stops_on_a_split_without_conversions(tmp_path, clean_anomalies, impressions):
+    """200 impressions with no conversion: the gate stops before the Transform, giving each
+    split's rows per class and what to do; with the minimums off it lets the run through."""
+    stats = tfdv.generate_statistics_from_dataframe(impressions)
+    assert impressions['conversion'].sum() == 0
+    splits = {'train': clean_anomalies, 'eval': clean_anomalies}
+    with pytest.raises(DataAnomaliesError) as error:
+        _gate(tmp_path / 'default', splits, {'train': stats, 'eval': stats}, min_class_rows=1,
+              min_eval_positives=10)
+    message = str(error.value)
+    assert "split 'train', conversion: 0 row(s) with 1, 200 with 0" in message
+    assert "split 'eval', conversion: 0 row(s) with 1, 200 with 0 (needs at least 10" in message
+    clicks = int(impressions['click'].sum())
+    assert f'eval: click {clicks} / {200 - clicks}, conversion 0 / 200' in message
+    assert 'FUNNEL_EVALUATION_MIN_CLASS_ROWS' in message
+    assert not (tmp_path / 'default' / 'baseline').exists()
+    assert (_gate(tmp_path / 'off', splits, {'train': stats, 'eval': stats}) /
+            'Split-eval').exists()

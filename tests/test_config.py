@@ -167,7 +167,7 @@ def test_header_only_csv(tmp_path, content):
 def test_good_csv_files_are_listed(tmp_path):
     """Valid inputs come back as the sorted list of files directly in the folder."""
     for name in ('b.csv', 'a.csv'):
-        (tmp_path / name).write_text('user_id,click,conversion\nu1,1,0\nu2,1,1\n')
+        (tmp_path / name).write_text('user_id,click,conversion\nu1,1,0\nu2,1,1\nu3,0,0\n')
     (tmp_path / 'nested').mkdir()
     (tmp_path / 'nested' / 'c.csv').write_text('user_id,click\n')  # ignored: not read by ExampleGen
     assert check_input_files(str(tmp_path), 'csv', LABELS) == [str(tmp_path / 'a.csv'),

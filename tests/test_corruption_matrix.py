@@ -17,7 +17,7 @@ from conftest import SPEC, run_pipeline
 
 from components.anomalies_gate import DataAnomaliesError
 from pipeline import inputs, summary
-from pipeline.config import load_config
+from pipeline.config import EvaluationConfig, load_config
 from simulator.funnel import simulate
 
 pytestmark = pytest.mark.reliability
@@ -33,15 +33,22 @@ def impressions():
     return df
 
 
-def _config(root):
-    return load_config(env={}, data_root=str(root / 'data'), output_root=str(root / 'outputs'))
+# 2,000 rows hold about one conversion per validation and eval split, at times none: the
+# cases below are about other problems, so no minimum of rows per label class applies to them
+# (test_too_few_positives_stop_at_the_gate has the defaults).
+FEW_CONVERSIONS = EvaluationConfig(min_class_rows=0, min_eval_positives=0)
 
 
-def _write(root, text):
+def _config(root, evaluation=FEW_CONVERSIONS):
+    return load_config(env={}, data_root=str(root / 'data'), output_root=str(root / 'outputs'),
+                       evaluation=evaluation)
+
+
+def _write(root, text, evaluation=FEW_CONVERSIONS):
     (root / 'data').mkdir(parents=True, exist_ok=True)
     path = root / 'data' / 'impressions.csv'
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    return _config(root)
+    return _config(root, evaluation)
 
 
 def _run(config, validate_only=False):
@@ -77,6 +84,24 @@ def _unclicked_conversion(df):
     return df.to_csv(index=False)
 
 
+def _mac_line_ends(df):
+    """Lines ended by a carriage return alone, as classic Mac OS programs write them."""
+    return df.to_csv(index=False, lineterminator='\r')
+
+
+def _mac_lines_appended(df):
+    """A day exported on a Mac appended to a plain file (`cat a.csv b.csv`): rows 1,001 on end
+    in a carriage return alone."""
+    return (df.head(1000).to_csv(index=False)
+            + df.iloc[1000:].to_csv(index=False, header=False, lineterminator='\r'))
+
+
+def _semicolons_with_hint(df):
+    """A spreadsheet export for a locale whose decimal mark is the comma: fields separated by
+    semicolons, announced by the delimiter hint `sep=;` on the first line."""
+    return 'sep=;\r\n' + df.to_csv(index=False, sep=';', decimal=',', lineterminator='\r\n')
+
+
 def _duplicated_header(df):
     """`price` written twice, `user_age` gone (a mislabelled export)."""
     text = df.to_csv(index=False)
@@ -94,9 +119,21 @@ def _duplicated_header(df):
     ('conversion = 1 with click = 0', _unclicked_conversion,
      ['impressions.csv: 2 row(s) with conversion = 1 but click = 0 at line(s) 12, 22']),
     ('duplicated header name', _duplicated_header,
-     ["impressions.csv: the header names column(s) ['price'] more than once"]),
+     ['impressions.csv: the header (line 1) names 1 column(s) more than once: price']),
     ('no conversions at all', lambda df: df.assign(conversion=0).to_csv(index=False),
      ["the conversion label 'conversion' is 1 in none of the 2000 rows (click = 1 in"]),
+    ('clicked impressions only (a join that lost the rest)',
+     lambda df: df[df[SPEC.click_label] == 1].to_csv(index=False),
+     ["the click label 'click' is 0 in none of the", 'with one class only, the click task']),
+    ('classic Mac line ends (\\r only)', _mac_line_ends,
+     ['impressions.csv has lines that end in a carriage return alone',
+      'its line 1 holds a carriage return', "tr '\\r' '\\n'"]),
+    ('Mac lines appended to a plain file', _mac_lines_appended,
+     ['impressions.csv has lines that end in a carriage return alone (\\r, the line ends of '
+      'classic Mac OS and of some exporters) from line 1002 on']),
+    ('semicolons announced by the delimiter hint sep=;', _semicolons_with_hint,
+     ['impressions.csv: its first line is the delimiter hint "sep=;" of a spreadsheet export',
+      "separated by ';', but the pipeline reads CSV separated by ','"]),
     ('text in a dense column', lambda df: _with(df, [4, 9], 'price', 'N/A'),
      ["impressions.csv, column 'price' (dense): 2 cell(s) are not numbers, at line 6 'N/A', "
       "line 11 'N/A'"]),
@@ -179,13 +216,38 @@ def test_schema_cases_are_each_in_their_own_column():
     assert len(set(columns)) == len(columns)
 
 
+# --- Too few rows of a label's class, counted per split at the AnomaliesGate ----------------
+
+@pytest.mark.slow
+def test_too_few_positives_stop_at_the_gate(tmp_path, impressions, reliability):
+    """A sample of 300 impressions (the size of a public sample of a click + purchase data set),
+    with the default minimums: the files are fine, but ExampleGen's splits hold a handful of
+    clicks and one or no conversion. The gate stops the run before the Transform with the rows
+    of each class per split and task, and says what to do; nothing is trained."""
+    sample = impressions.head(300)
+    assert 0 < sample[SPEC.conversion_label].sum() < 5  # a conversion or a few, in all splits
+    config = _write(tmp_path, sample.to_csv(index=False), evaluation=EvaluationConfig())
+    with pytest.raises(DataAnomaliesError) as error:
+        _run(config)
+    message = str(error.value)
+    assert "Too few rows of a label's class to train or to judge a task" in message
+    assert "split 'eval', conversion: " in message
+    assert '(needs at least 10 with 1 and 1 with 0)' in message
+    assert 'Rows with 1 / with 0 per split: train: click ' in message
+    assert 'FUNNEL_EVALUATION_MIN_EVAL_POSITIVES' in message
+    _assert_nothing_trained_or_pushed(config)
+    reliability('too few positives in a split (300 rows)', 'stopped',
+                message.splitlines()[1].strip()[:110])
+
+
 # --- Drift against the last accepted run, and unseen ids ------------------------------------
 
 def _excel(df) -> bytes:
-    """`df` as an Excel-style export: a UTF-8 byte-order mark, CRLF line ends, labels written
-    1.0 / 0.0 (item_hist_ctr is blank in about 20% of rows)."""
+    """`df` as an Excel-style export: a UTF-8 byte-order mark, the delimiter hint `sep=,` on
+    the first line, CRLF line ends, labels written 1.0 / 0.0 (item_hist_ctr is blank in about
+    20% of rows)."""
     df = df.astype({SPEC.click_label: float, SPEC.conversion_label: float})
-    return df.to_csv(index=False, lineterminator='\r\n').encode('utf-8-sig')
+    return ('sep=,\r\n' + df.to_csv(index=False, lineterminator='\r\n')).encode('utf-8-sig')
 
 
 @pytest.fixture(scope='module')
@@ -200,12 +262,12 @@ def drift_root(tmp_path_factory, impressions):
 @pytest.mark.slow
 def test_an_excel_export_with_float_labels_passes_validation(drift_root, reliability):
     """The first run on drift_root (this test runs before the others using it): a byte-order
-    mark, CRLF and labels written 1.0 / 0.0 are read as the plain file is, valid against the
-    curated schema."""
+    mark, the delimiter hint `sep=,`, CRLF and labels written 1.0 / 0.0 are read as the plain
+    file is, valid against the curated schema."""
     states = {row['component']: row['state'] for row in
               summary.summarize(_config(drift_root))['components']}
     assert states['AnomaliesGate'] == 'COMPLETE', states
-    reliability('Excel export: byte-order mark, CRLF, labels 1.0 / 0.0', 'handled',
+    reliability('Excel export: byte-order mark, sep=, hint, CRLF, labels 1.0 / 0.0', 'handled',
                 'read as the plain file (components/example_gen.py); validation passes')
 
 

@@ -41,6 +41,8 @@ SETTINGS = {
     # About one conversion per split and day: too few to fit or judge a calibration
     # (tests/test_pipeline_e2e.py does, on more rows).
     'FUNNEL_MODEL_CALIBRATION': 'false', 'FUNNEL_EVALUATION_GATE_CALIBRATION': 'false',
+    # and, in a split, no conversion at all at times: no minimum of rows per label class.
+    'FUNNEL_EVALUATION_MIN_CLASS_ROWS': '0', 'FUNNEL_EVALUATION_MIN_EVAL_POSITIVES': '0',
 }
 
 

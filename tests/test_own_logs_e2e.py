@@ -83,7 +83,8 @@ def setup(tmp_path_factory):
         model=ModelConfig(train_steps=60, steps_per_validation=30, eval_steps=3, batch_size=128,
                           warm_start=True, calibration=False),
         evaluation=EvaluationConfig(min_click_auc=0.0, min_conversion_auc=0.0, min_cvr_auc=0.0,
-                                    max_auc_regression=1.0, gate_calibration=False))
+                                    max_auc_regression=1.0, gate_calibration=False,
+                                    min_class_rows=0, min_eval_positives=0))
     schema = infer_schema.infer_schema(config)
     return root, config, schema
 
