@@ -29,7 +29,7 @@ JOB_SERVERS = {
     'flink': f'org.apache.beam:beam-runners-flink-{FLINK_VERSION}-job-server:2.61.0',
     'spark': 'org.apache.beam:beam-runners-spark-3-job-server:2.61.0',
 }
-INSTALL_JDK = 'install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless maven)'
+INSTALL_JAVA = 'install a JDK 17 and Maven (Debian: apt-get install openjdk-17-jdk-headless maven)'
 
 
 class EngineError(RuntimeError):
@@ -77,7 +77,7 @@ def check_runner(beam: BeamConfig) -> None:
         return
     if shutil.which('java') is None:
         raise EngineError(f"beam.runner={beam.runner} starts Beam's {beam.runner} job server, "
-                          f'a Java process, and no `java` is on PATH: {INSTALL_JDK}.')
+                          f'a Java process, and no `java` is on PATH: {INSTALL_JAVA}.')
     jar = job_server_jar(beam)
     if not os.path.isfile(jar):
         how = (f'run `make jars` (it fetches {JOB_SERVERS[beam.runner]} with Maven)'
@@ -85,25 +85,26 @@ def check_runner(beam: BeamConfig) -> None:
         raise EngineError(f'The {beam.runner} job server jar {jar} is missing: {how}.')
 
 
-def fetch(runners: Sequence[str], out_dir: str = JAR_DIR) -> List[str]:
-    """Copies the pinned job servers of `runners` into out_dir with Maven (those not there yet);
+def fetch(runners: Sequence[str]) -> List[str]:
+    """Copies the pinned job servers of `runners` into JAR_DIR with Maven (those not there yet);
     returns their paths. Raises EngineError with Maven's own words when it cannot."""
-    if shutil.which('mvn') is None:
-        raise EngineError(f'`make jars` fetches the job servers with Maven: {INSTALL_JDK}.')
     paths = []
     for runner in runners:
         path = jar_path(runner)
         if not os.path.isfile(path):
+            if shutil.which('mvn') is None:
+                raise EngineError(f'`make jars` fetches the job servers with Maven: '
+                                  f'{INSTALL_JAVA}.')
             result = subprocess.run(
                 ['mvn', '-B', '-q', '-U', f'{MAVEN_DEPENDENCY_PLUGIN}:copy',
-                 f'-Dartifact={JOB_SERVERS[runner]}', f'-DoutputDirectory={out_dir}'],
+                 f'-Dartifact={JOB_SERVERS[runner]}', f'-DoutputDirectory={JAR_DIR}'],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
             if result.returncode or not os.path.isfile(path):
                 errors = [re.sub(r'\x1b\[[0-9;]*m', '', line)  # without Maven's colours
                           for line in result.stdout.splitlines() if 'ERROR' in line]
                 raise EngineError(
                     f'Maven could not fetch {JOB_SERVERS[runner]} (the {runner} job server) '
-                    f'into {out_dir}: {" ".join(errors[:1]) or result.stdout[-2000:]}')
+                    f'into {JAR_DIR}: {" ".join(errors[:1]) or result.stdout[-2000:]}')
         paths.append(path)
     return paths
 

@@ -110,7 +110,8 @@ def test_missing_jar_or_jdk_stops_the_run_saying_what_to_install(tmp_path, monke
                        match=f'The flink job server jar {tmp_path / "no.jar"} is missing'):
         local_runner.run(config)
     monkeypatch.setenv('PATH', os.path.dirname(sys.executable))
-    with pytest.raises(engines.EngineError, match='no `java` is on PATH: install a JDK 17'):
+    with pytest.raises(engines.EngineError,
+                       match='no `java` is on PATH: install a JDK 17 and Maven'):
         local_runner.run(config)
     assert not os.listdir(tmp_path)  # nothing ran
 
@@ -120,3 +121,19 @@ def test_default_jar_missing_names_make_jars(tmp_path, monkeypatch):
     with pytest.raises(engines.EngineError, match=r'run `make jars` \(it fetches '
                        r'org.apache.beam:beam-runners-spark-3-job-server:2.61.0'):
         engines.check_runner(BeamConfig(runner='spark'))
+
+
+def test_make_jars_keeps_a_fetched_jar_and_needs_maven(tmp_path, monkeypatch, capsys):
+    """`python -m pipeline.engines fetch`: a jar already there is not fetched again; without
+    Maven, or for an unknown runner, it stops saying why."""
+    monkeypatch.setattr(engines, 'JAR_DIR', str(tmp_path))
+    open(engines.jar_path('flink'), 'w').close()
+    monkeypatch.setenv('PATH', str(tmp_path))  # no mvn, no java: only the cached jar can answer
+    assert engines.main(['fetch', 'flink']) == 0
+    assert capsys.readouterr().out.split() == [engines.jar_path('flink')]
+    assert engines.main(['fetch', 'spark']) == 2
+    assert 'fetches the job servers with Maven: install a JDK 17 and Maven' in (
+        capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        engines.main(['fetch', 'dask'])
+    assert "unknown runner(s) ['dask']" in capsys.readouterr().err
