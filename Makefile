@@ -42,7 +42,15 @@ export FUNNEL_SCHEMA_PATH := $(abspath $(SCHEMA))
 endif
 export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 
-.PHONY: install data run validate schema report test test-fast lint bench bench-input bench-mmoe-paper reliability clean
+# The engine of the Beam components (docs/scaling.md): direct (default), flink or spark; the last
+# two start Beam's job server from the jar `make jars` fetches (JDK 17 and Maven needed).
+RUNNER ?=
+ifneq ($(RUNNER),)
+export FUNNEL_BEAM_RUNNER := $(RUNNER)
+endif
+ENGINE_JARS := $(if $(filter flink spark,$(RUNNER)),jars)
+
+.PHONY: install data run validate schema report test test-fast lint bench bench-input bench-mmoe-paper reliability clean jars
 install: $(VENV)/.installed
 
 $(UV):
@@ -61,17 +69,22 @@ $(VENV)/.installed: requirements.txt pyproject.toml | $(UV)
 
 data: $(SIM_DIR)/truth/summary.json
 
+# Beam's Flink and Spark job servers, pinned in pipeline/engines.py, into .cache/jars/ with Maven
+# (those missing; RUNNER=flink or spark: that one only).
+jars: install
+	$(PY) -m pipeline.engines fetch $(filter flink spark,$(RUNNER))
+
 $(SIM_DIR)/truth/summary.json: | $(VENV)/.installed
 	$(PY) -m simulator --rows $(ROWS) --seed $(SEED) --out $(SIM_DIR)
 
-run: $(if $(DATA),install,data)
+run: $(if $(DATA),install,data) $(ENGINE_JARS)
 	$(PY) -m pipeline.arguments
 	$(PY) -m pipeline.local_runner
 	$(PY) -m pipeline.summary $(if $(DATA),,--truth $(SIM_DIR)/truth/summary.json)
 
 # Checks new data against the schema (input check, statistics, validation, drift) without
 # training; data that passes becomes the next run's drift baseline.
-validate: $(if $(DATA),install,data)
+validate: $(if $(DATA),install,data) $(ENGINE_JARS)
 	$(PY) -m pipeline.arguments
 	$(PY) -m pipeline.local_runner --validate-only
 

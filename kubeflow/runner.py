@@ -33,6 +33,7 @@ from tfx.dsl.components.base.executor_spec import BeamExecutorSpec
 from components.production_model import ProductionModel
 from kubeflow import kfp_rules
 from pipeline import config as config_lib
+from pipeline import engines
 from pipeline.graph import create_pipeline
 from trainer import features
 
@@ -71,6 +72,23 @@ def _stage_schema(schema_path: str, staging_root: str) -> str:
     return staged
 
 
+def kubeflow_beam_args(config: config_lib.PipelineConfig) -> list:
+    """The Beam steps' arguments: kubeflow.beam_pipeline_args (Dataflow by default) while
+    beam.runner is 'direct'; else the `beam` section's, which must name a job server the pods can
+    reach (beam.job_endpoint) and SDK workers that are not the pod itself (not LOOPBACK)."""
+    beam = config.beam
+    if beam.runner == 'direct':
+        return list(config.kubeflow.beam_pipeline_args)
+    if not beam.job_endpoint or beam.environment_type == 'LOOPBACK':
+        raise config_lib.ConfigError(
+            f'Configuration beam.runner={beam.runner} on Kubeflow needs a {beam.runner} job '
+            'server in the cluster and SDK workers beside its task managers: set '
+            'FUNNEL_BEAM_JOB_ENDPOINT=<host:8099> and FUNNEL_BEAM_ENVIRONMENT_TYPE=EXTERNAL with '
+            'FUNNEL_BEAM_ENVIRONMENT_CONFIG=<worker pool host:port> (docs/scaling.md); got '
+            f'job_endpoint={beam.job_endpoint!r}, environment_type={beam.environment_type}.')
+    return engines.pipeline_args(beam, config.beam_pipeline_args)
+
+
 def kubeflow_pipeline(config: config_lib.PipelineConfig, staging_root: str) -> tfx.dsl.Pipeline:
     """create_pipeline with the `kubeflow` section's settings, the Beam arguments on the Beam
     components only and the Trainer's resources; the schema and module wheel staged under
@@ -82,7 +100,9 @@ def kubeflow_pipeline(config: config_lib.PipelineConfig, staging_root: str) -> t
             'Pipelines backend cannot run. Compile with FUNNEL_TRAIN_WINDOW_SPANS=1 (each run '
             'then trains on its own span).')
     kubeflow = config.kubeflow
-    config = dataclasses.replace(config, output_root=kubeflow.output_root, beam_pipeline_args=())
+    beam_args = kubeflow_beam_args(config)
+    config = dataclasses.replace(config, output_root=kubeflow.output_root, beam_pipeline_args=(),
+                                 beam=config_lib.BeamConfig())
     config = dataclasses.replace(
         config,
         schema_path=_stage_schema(config.schema_path, staging_root),
@@ -91,7 +111,7 @@ def kubeflow_pipeline(config: config_lib.PipelineConfig, staging_root: str) -> t
     pipeline = create_pipeline(config)
     for component in pipeline.components:
         if isinstance(component.executor_spec, BeamExecutorSpec):
-            component.with_beam_pipeline_args(list(kubeflow.beam_pipeline_args))
+            component.with_beam_pipeline_args(beam_args)
         if isinstance(component, tfx.components.Trainer):
             component.with_platform_config(trainer_resources(kubeflow))
         if isinstance(component, BaseComponent):  # the module wheel, staged now

@@ -73,6 +73,45 @@ class EvaluationConfig:
                 self.calibration_plot_buckets, 'must be >= 1')
 
 
+RUNNERS = ('direct', 'flink', 'spark')
+ENVIRONMENT_TYPES = ('LOOPBACK', 'EXTERNAL', 'PROCESS', 'DOCKER')
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamConfig:
+    """Which engine runs the Beam components (ExampleGen, StatisticsGen, Transform, Evaluator);
+    pipeline/engines.py turns it into Beam's pipeline arguments for both runners (docs/scaling.md).
+    """
+    # 'direct': Beam's DirectRunner in this process (beam_pipeline_args set its mode); 'flink' /
+    # 'spark': Beam's job server for that engine (a Java process started by Beam, JDK 17 and the
+    # jar of `make jars` needed), the SDK workers as environment_type says.
+    runner: str = 'direct'
+    parallelism: int = 2               # flink: --parallelism; spark: local[N] (spark_master_url '')
+    # '[local]': Flink's mini cluster inside the job server's JVM; host:port: a Flink cluster's
+    # REST endpoint (its minor version must be the job server's, 1.19).
+    flink_master: str = '[local]'
+    spark_master_url: str = ''         # '': local[parallelism]; spark://host:7077: a Spark master
+    job_server_jar: str = ''           # '': the pinned jar `make jars` puts in .cache/jars/
+    # host:port of a Beam job server already running (e.g. in the Kubernetes cluster): the
+    # PortableRunner submits there and no job server is started (the jar is not needed).
+    job_endpoint: str = ''
+    # LOOPBACK: the SDK workers run in the submitting process, which has the user module (a
+    # cluster's task managers must reach it: one machine only). EXTERNAL: a worker pool at
+    # environment_config (host:port) beside each task manager, from the pipeline's image.
+    environment_type: str = 'LOOPBACK'
+    environment_config: str = ''
+
+    def validate(self):
+        require(self.runner in RUNNERS, 'beam.runner', self.runner, f'must be one of {RUNNERS}')
+        require(self.parallelism >= 1, 'beam.parallelism', self.parallelism, 'must be >= 1')
+        require(self.environment_type in ENVIRONMENT_TYPES, 'beam.environment_type',
+                self.environment_type, f'must be one of {ENVIRONMENT_TYPES}')
+        require(self.environment_type in ('LOOPBACK', 'DOCKER') or bool(self.environment_config),
+                'beam.environment_config', self.environment_config,
+                f'must be set for environment_type {self.environment_type} (EXTERNAL: the '
+                "worker pool's host:port; PROCESS: its command as JSON)")
+
+
 @dataclasses.dataclass(frozen=True)
 class KubeflowConfig:
     """Kubeflow Pipelines only (kubeflow/runner.py): the image, object-store paths, the
@@ -80,6 +119,8 @@ class KubeflowConfig:
     image: str = 'gcr.io/your-project/funnel-mmoe:latest'  # built from kubeflow/Dockerfile
     output_root: str = 'gs://your-bucket/funnel'  # like output_root: pipeline root, pushed models
     data_root: str = 'gs://your-bucket/funnel/examples'  # default of the run parameter data_root
+    # The Beam steps' arguments while beam.runner is 'direct'; with 'flink' or 'spark' the `beam`
+    # section's arguments (a job server in the cluster: beam.job_endpoint) replace them.
     beam_pipeline_args: Tuple[str, ...] = (
         '--runner=DataflowRunner', '--project=your-project', '--region=us-central1',
         '--temp_location=gs://your-bucket/funnel/beam-tmp',
@@ -122,9 +163,12 @@ class PipelineConfig:
     train_hash_buckets: int = 8
     validation_hash_buckets: int = 1
     eval_hash_buckets: int = 1
+    # Beam arguments after those of the `beam` section (a later one wins); the DirectRunner's
+    # mode by default, which the other runners ignore.
     beam_pipeline_args: Tuple[str, ...] = ('--direct_running_mode=in_memory',
                                            '--direct_num_workers=1')
     enable_cache: bool = True
+    beam: BeamConfig = BeamConfig()    # the Beam runner (direct, flink, spark)
     vocabulary: VocabularyConfig = VocabularyConfig()
     model: ModelConfig = ModelConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
@@ -198,6 +242,7 @@ class PipelineConfig:
             features.entity_inputs(spec.input_entities, spec.categorical_names + spec.dense_names,
                                    source=self.feature_spec_path)
         self.evaluation.validate()
+        self.beam.validate()
         self.kubeflow.validate()
         return self
 

@@ -12,6 +12,7 @@ from components.atomic_pusher import AtomicPusher
 from components.example_gen import checked_example_gen
 from components.production_model import Evaluator, ProductionModel, Trainer, newest_complete_version
 from components.serving_contract import ServingContractCheck
+from pipeline import engines
 from pipeline.config import PipelineConfig
 from pipeline.eval_config import make_eval_config
 
@@ -100,7 +101,7 @@ def _pipeline(config: PipelineConfig, components: list,
         components=components,
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(config.beam_pipeline_args))
+        beam_pipeline_args=engines.pipeline_args(config.beam, config.beam_pipeline_args))
 
 
 def create_ingest_pipeline(config: PipelineConfig, span: int,

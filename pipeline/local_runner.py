@@ -1,4 +1,5 @@
-"""Runs the pipeline on this machine: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata.
+"""Runs the pipeline on this machine: LocalDagRunner, SQLite ML Metadata, and Beam's DirectRunner
+(or the Flink or Spark runner the `beam` section names: pipeline/engines.py).
 
     python -m pipeline.local_runner            (what `make run` calls)
     python -m pipeline.local_runner --validate-only   (`make validate`: check data, no training)
@@ -19,7 +20,7 @@ from tfx.orchestration import pipeline as pipeline_py
 
 from components.anomalies_gate import DataAnomaliesError
 from pipeline import config as config_lib
-from pipeline import inputs, run_log
+from pipeline import engines, inputs, run_log
 from pipeline.graph import GATE_ID, create_ingest_pipeline, create_pipeline
 from trainer import features
 
@@ -37,6 +38,7 @@ def run(config: config_lib.PipelineConfig, validate_only: bool = False) -> None:
     """
     spec = config.feature_spec
     inputs.check_spec_in_schema(spec, config.schema_path)
+    engines.check_runner(config.beam)
     folders = {None: config.data_root}
     if config.span_folder:
         spans = inputs.find_spans(config.data_root, config.span_folder)
@@ -69,7 +71,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = config_lib.load_config()
         run(config, validate_only=args.validate_only)
     except (config_lib.ConfigError, features.FeatureSpecError, inputs.InputDataError,
-            DataAnomaliesError) as e:
+            DataAnomaliesError, engines.EngineError) as e:
         logging.error('%s', e)
         return 2
     return 0
