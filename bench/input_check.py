@@ -110,7 +110,8 @@ def measure(kind: str, rows: int, work_dir: str) -> dict:
 def table(results, rows: int) -> str:
     lines = [f'# The input check on hard files ({rows:,} rows where a file has rows)', '',
              f'`python -m bench.input_check --rows {rows}` on {results_file.machine()}, '
-             f'{results_file.utc_now()}.', '',
+             f'{results_file.utc_now()}, load average {os.getloadavg()[0]:.1f} (other work '
+             'on the machine slows the check and the reads alike).', '',
              '| file | MB | bytes read (s) | CSV read (s) | check (s) | check / CSV read '
              '| verdict |',
              '|---|---:|---:|---:|---:|---:|---|']
