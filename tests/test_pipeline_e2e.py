@@ -41,9 +41,11 @@ from trainer.warmup import serialize_example
 pytestmark = pytest.mark.slow
 
 ROWS = 20_000
-# Small training; about ten conversions in the validation and eval splits each: judge the
-# mechanics, not CVR quality or calibration (a ratio over ten conversions is noise, hence the
-# wide band). Environment variables, so that a pipeline in a subprocess runs the same settings.
+# Small training; 2 conversions in the validation split and 7 in the eval split (computed with
+# bench.truth_calibration's split_of_each_row), under the default 10 the gate asks of the eval
+# split: judge the mechanics, not CVR quality or calibration (a ratio over a few conversions is
+# noise, hence the wide band). Environment variables, so that a pipeline in a subprocess runs
+# the same settings.
 SETTINGS = {'FUNNEL_MODEL_TRAIN_STEPS': '200', 'FUNNEL_MODEL_STEPS_PER_VALIDATION': '100',
             'FUNNEL_MODEL_EVAL_STEPS': '5', 'FUNNEL_MODEL_BATCH_SIZE': '256',
             'FUNNEL_EVALUATION_MIN_CONVERSION_AUC': '0.0', 'FUNNEL_EVALUATION_MIN_CVR_AUC': '0.0',
