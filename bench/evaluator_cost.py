@@ -44,7 +44,7 @@ from pipeline.config import load_config
 Change = Callable[[tfma.EvalConfig], None]
 
 
-def _without(class_name: str) -> Change:
+def without(class_name: str) -> Change:
     def change(config: tfma.EvalConfig):
         for spec in config.metrics_specs:
             for metric in [m for m in spec.metrics
@@ -85,8 +85,8 @@ VARIANTS: Dict[str, Tuple[str, Change, List[str]]] = {
     'pipeline': ("the pipeline's Evaluator", lambda config: None, IN_PROCESS),
     'overall-only': ('overall slice only (no clicked, device, ad_position slices)',
                      _overall_slice_only, IN_PROCESS),
-    'no-plot': ('no calibration plot', _without('CalibrationPlot'), IN_PROCESS),
-    'no-log-loss': ('no log loss', _without('BinaryCrossentropy'), IN_PROCESS),
+    'no-plot': ('no calibration plot', without('CalibrationPlot'), IN_PROCESS),
+    'no-log-loss': ('no log loss', without('BinaryCrossentropy'), IN_PROCESS),
     'before': ("TFMA's and Keras's own metrics (AUC, calibration plot, log loss, calibration, "
                'means, example count), each its own combiner', tfma_own_metrics, IN_PROCESS),
     'native-log-loss': ("TFMA's native log loss instead of the Keras metric", _native_log_loss,
