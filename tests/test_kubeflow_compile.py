@@ -249,3 +249,13 @@ def test_daily_spans_compile_and_the_span_window_is_refused(tmp_path):
     with pytest.raises(ConfigError, match='train_window_spans=2 needs the local runner'):
         runner.compile_pipeline(load_config(env={**env, 'FUNNEL_TRAIN_WINDOW_SPANS': '2'}),
                                 str(output))
+
+
+def test_the_output_name_decides_the_format(tmp_path):
+    """A .json package is JSON (as the kfp compiler writes it); an unknown extension is refused
+    before anything is compiled."""
+    config = load_config(env={'FUNNEL_KUBEFLOW_OUTPUT_ROOT': str(tmp_path / 'bucket')})
+    with pytest.raises(ConfigError, match=r'--output .*package\.txt: .*\(\.json\)'):
+        runner.compile_pipeline(config, str(tmp_path / 'package.txt'))
+    runner.compile_pipeline(config, str(tmp_path / 'package.json'))
+    assert json.loads((tmp_path / 'package.json').read_text())['schemaVersion'] == '2.1.0'
