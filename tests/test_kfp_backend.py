@@ -20,6 +20,7 @@ from kubeflow import runner
 from pipeline.config import REPO_ROOT
 
 MODULE = Path(REPO_ROOT) / 'kubeflow' / 'backendcheck'
+pytestmark = pytest.mark.slow  # on a fresh machine the first `go test` builds the backend (minutes)
 
 
 @pytest.fixture(scope='module')
