@@ -100,7 +100,7 @@ report: install
 # Two xdist workers, a module at a time each (its module-scoped pipeline runs stay in one process);
 # the modules with `slow` tests first (tests/conftest.py). TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 2
-test: install kfp-venv lint
+test: install kfp-venv backendcheck lint
 	$(PY) -m pytest -v --durations=15 -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder \
 	  tests
 
@@ -146,6 +146,13 @@ $(KFP_VENV)/.installed: kubeflow/requirements-kfp.txt | $(UV)
 	  -r kubeflow/requirements-kfp.txt
 	$(UV) pip check --python $(KFP_VENV)/bin/python
 	touch $@
+
+# The KFP backend's own Go code (kubeflow/backendcheck, pinned by its go.mod/go.sum) for
+# tests/test_kfp_backend.py: its modules are downloaded into Go's module cache once.
+.PHONY: backendcheck
+backendcheck:
+	@command -v go >/dev/null || { echo 'Go is missing: the KFP backend check needs Go >= 1.21 (README, prerequisites; apt-get install golang).'; exit 2; }
+	cd kubeflow/backendcheck && go mod download
 
 # Quality benchmark (bench/quality.py): the project's models and DeepCTR's on the funnel simulator.
 # DeepCTR gets its own venv, pinned by bench/requirements-deepctr.txt (from the .in beside it).

@@ -48,7 +48,7 @@ def run(component_id: str, data: str, out: str, beam_args, profile: int) -> None
     inputs = {}
     for key, channel in component.inputs.items():
         producer = components[channel.producer_component_id]
-        uri = (producer.exec_properties['artifact_uri'] if producer.id == 'schema_importer'
+        uri = (producer.exec_properties['artifact_uri'] if producer.id == 'SchemaImporter'
                else os.path.join(out, producer.id, channel.output_key))
         inputs[key] = [_artifact(channel, uri)]
     shutil.rmtree(os.path.join(out, component_id), ignore_errors=True)  # a run before

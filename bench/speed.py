@@ -64,7 +64,7 @@ LOG_TAIL_LINES = 30  # of a failed run's log, in the error
 # The project's components and their stock TFX counterparts (bench/stock_tfx.py); None: none.
 STOCK_COUNTERPARTS = {
     'CsvExampleGen': 'CsvExampleGen', 'StatisticsGen': 'StatisticsGen',
-    'schema_importer': 'ImportSchemaGen', 'ExampleValidator': 'ExampleValidator',
+    'SchemaImporter': 'ImportSchemaGen', 'ExampleValidator': 'ExampleValidator',
     'AnomaliesGate': None, 'Transform': 'Transform', 'ProductionModel':
     'latest_blessed_model_resolver', 'Trainer': 'Trainer', 'ServingContractCheck': None,
     'Evaluator': 'Evaluator', 'Pusher': 'Pusher'}

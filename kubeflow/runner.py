@@ -38,6 +38,7 @@ from pipeline.graph import create_pipeline
 from trainer import features
 
 DATA_ROOT_PARAMETER = 'data_root'
+PACKAGE_EXTENSIONS = ('.yaml', '.yml', '.json')  # the format follows the extension
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
@@ -142,9 +143,13 @@ def uncached_tasks(spec: dict, pipeline: tfx.dsl.Pipeline) -> list:
 
 def compile_pipeline(config: config_lib.PipelineConfig, output_path: str,
                      staging_dir: str = '') -> dict:
-    """Writes the KFP package to `output_path` (YAML) and the Vertex PipelineJob beside it
-    (.pipeline-job.json); returns the job. Raises SpecRuleError if the spec breaks a rule of
-    the open-source backend."""
+    """Writes the KFP package to `output_path` (YAML, or JSON for a .json name) and the Vertex
+    PipelineJob beside it (.pipeline-job.json); returns the job. Raises SpecRuleError if the
+    spec breaks a rule of the open-source backend."""
+    if not output_path.endswith(PACKAGE_EXTENSIONS):
+        raise config_lib.ConfigError(
+            f'--output {output_path}: a KFP package is written as YAML (.yaml, .yml) or JSON '
+            '(.json), by its extension, as the kfp compiler does; name it so.')
     pipeline_root = dataclasses.replace(config, output_root=config.kubeflow.output_root
                                         ).pipeline_root
     local_root = '://' not in pipeline_root
@@ -167,8 +172,11 @@ def compile_pipeline(config: config_lib.PipelineConfig, output_path: str,
                             'Pipelines backend:\n  ' + '\n  '.join(found))
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     with open(output_path, 'w') as f:
-        f.write(f'# KFP package of {config.pipeline_name}, compiled by kubeflow/runner.py\n')
-        yaml.safe_dump(package(job, config.kubeflow.data_root), f, sort_keys=True)
+        if output_path.endswith('.json'):
+            json.dump(package(job, config.kubeflow.data_root), f, indent=1, sort_keys=True)
+        else:
+            f.write(f'# KFP package of {config.pipeline_name}, compiled by kubeflow/runner.py\n')
+            yaml.safe_dump(package(job, config.kubeflow.data_root), f, sort_keys=True)
     with open(pipeline_job_path(output_path), 'w') as f:
         json.dump(job, f, indent=1, sort_keys=True)
     if staging_root != pipeline_root:
@@ -185,7 +193,8 @@ def pipeline_job_path(output_path: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--output', required=True, help='KFP package to write (YAML)')
+    parser.add_argument('--output', required=True,
+                        help='KFP package to write: .yaml/.yml (YAML) or .json (JSON)')
     parser.add_argument('--staging-dir', default='',
                         help='where to write the schema and module wheel (default: the '
                              'pipeline root if local, else staging/ beside --output)')

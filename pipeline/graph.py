@@ -71,7 +71,9 @@ def _schema_importer(config: PipelineConfig):
     return tfx.dsl.Importer(
         source_uri=os.path.dirname(config.schema_path),
         artifact_type=tfx.types.standard_artifacts.Schema,
-        custom_properties={'sha256': digest}).with_id('schema_importer')
+        # No underscore: a task name is a term in Argo's `depends` expressions on Kubeflow,
+        # which read `schema_importer` as `schema` (kubeflow/backendcheck refused it).
+        custom_properties={'sha256': digest}).with_id('SchemaImporter')
 
 
 def _ingest_and_validate(config: PipelineConfig, span: Optional[int] = None) -> list:

@@ -114,7 +114,7 @@ def test_stock_tfx_targets_and_table_name_each_component():
     """Stock TFX beside the pipeline: the end-to-end speed-up at the largest size that ran
     both, and the components slower than their counterpart named."""
     size = _size(1_000_000, 300, 100, 2.0)
-    size['pipeline']['components'] = {'CsvExampleGen': 40.0, 'schema_importer': 0.1,
+    size['pipeline']['components'] = {'CsvExampleGen': 40.0, 'SchemaImporter': 0.1,
                                       'Transform': 90.0, 'AnomaliesGate': 2.0}
     size['stock'] = {'seconds': 650.0, 'peak_gb': 3.0, 'components': {
         'CsvExampleGen': 120.0, 'ImportSchemaGen': 0.1, 'Transform': 80.0}}

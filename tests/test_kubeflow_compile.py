@@ -134,8 +134,9 @@ def test_beam_args_reach_the_beam_components_only(compiled, local_pipeline):
 
 
 def test_spec_follows_the_open_source_backends_rules(compiled):
-    """Every executor a container or an importer, every placeholder one the launcher resolves,
-    no Beam args without Beam (kubeflow/kfp_rules.py); the same for the Vertex job's spec."""
+    """Every placeholder one the launcher resolves, no Beam args without Beam
+    (kubeflow/kfp_rules.py; the executor kinds: tests/test_kfp_backend.py); the same for the
+    Vertex job's spec."""
     _, job, package, _ = compiled
     assert kfp_rules.problems(package) == [] and kfp_rules.problems(job['pipelineSpec']) == []
     kinds = {kind for executor in package['deploymentSpec']['executors'].values()
@@ -149,8 +150,6 @@ def _replace_arg(executor, old, new):
 
 
 @pytest.mark.parametrize('break_spec, problem', [
-    (lambda executors: executors.update(resolver_executor={'resolver': {}}),
-     'resolver_executor: a resolver executor'),
     (lambda executors: _replace_arg(executors['Pusher_executor'], '{{$}}',
                                     '{{$.pipeline_job_resource_name}}'),
      'Pusher_executor: placeholder {{$.pipeline_job_resource_name}}'),
@@ -204,7 +203,7 @@ def test_nothing_points_at_this_checkout(compiled):
     staging = output.parent / 'staging'  # the default: beside the package
     assert REPO_ROOT not in json.dumps(job) and str(staging) not in json.dumps(package)
     pipeline_root = job['runtimeConfig']['gcsOutputDirectory']
-    importer = package['deploymentSpec']['executors']['schema_importer_executor']
+    importer = package['deploymentSpec']['executors']['SchemaImporter_executor']
     staged_schema = importer['importer']['artifactUri']['constant']
     assert staged_schema.startswith(f'{pipeline_root}/_schema/')
     mirror = staging / os.path.relpath(staged_schema, pipeline_root) / 'schema.pbtxt'
@@ -250,3 +249,13 @@ def test_daily_spans_compile_and_the_span_window_is_refused(tmp_path):
     with pytest.raises(ConfigError, match='train_window_spans=2 needs the local runner'):
         runner.compile_pipeline(load_config(env={**env, 'FUNNEL_TRAIN_WINDOW_SPANS': '2'}),
                                 str(output))
+
+
+def test_the_output_name_decides_the_format(tmp_path):
+    """A .json package is JSON (as the kfp compiler writes it); an unknown extension is refused
+    before anything is compiled."""
+    config = load_config(env={'FUNNEL_KUBEFLOW_OUTPUT_ROOT': str(tmp_path / 'bucket')})
+    with pytest.raises(ConfigError, match=r'--output .*package\.txt: .*\(\.json\)'):
+        runner.compile_pipeline(config, str(tmp_path / 'package.txt'))
+    runner.compile_pipeline(config, str(tmp_path / 'package.json'))
+    assert json.loads((tmp_path / 'package.json').read_text())['schemaVersion'] == '2.1.0'

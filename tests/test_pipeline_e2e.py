@@ -61,7 +61,7 @@ SAME_SEED_PREDICTION_TOLERANCE = 1e-6
 # The second run's TFX CLI: the runner file it loads (as in the README) and its home under root.
 CLI_PIPELINE_PATH = 'pipeline/local_runner.py'
 CLI_HOME = 'tfx-cli-home'
-EXPECTED_COMPONENTS = {'CsvExampleGen', 'StatisticsGen', 'schema_importer', 'ExampleValidator',
+EXPECTED_COMPONENTS = {'CsvExampleGen', 'StatisticsGen', 'SchemaImporter', 'ExampleValidator',
                        'AnomaliesGate', 'Transform', 'Trainer', 'ServingContractCheck',
                        'ProductionModel', 'Evaluator', 'Pusher'}
 
