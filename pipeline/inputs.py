@@ -76,10 +76,9 @@ GZIP_MAGIC = b'\x1f\x8b'
 NOT_TEXT = {GZIP_MAGIC: 'gzip-compressed', b'PK': 'a zip archive', b'BZh': 'bzip2-compressed',
             b'\xff\xfe': UTF16, b'\xfe\xff': UTF16}
 OTHER_DELIMITERS = {';': 'semicolons', '\t': 'tabs', '|': 'vertical bars'}
-BLANK_STOP, BLANK_OOV = 'stop', 'oov'  # what a blank id means (trainer/features.py)
 LABEL_VALUES = {0.0: '0', 1.0: '1'}  # what a label cell may hold, in any numeric spelling
 Labels = Tuple[str, str]  # the raw (click, conversion) columns
-Blanks = Mapping[str, str]  # categorical column -> BLANK_STOP or BLANK_OOV
+Blanks = Mapping[str, str]  # categorical column -> features.BLANK_STOP or BLANK_OOV
 
 
 class InputDataError(ValueError):
@@ -314,7 +313,7 @@ def _blank_id_problems(path: str, blank: Dict[str, List[int]], blanks: Blanks,
     for name, positions in blank.items():
         if not positions:
             continue
-        if blanks[name] == BLANK_OOV:
+        if blanks[name] == features.BLANK_OOV:
             logging.info('Input file %s, id column %r: %d blank cell(s), read as an unknown id '
                          '(blank: oov).', path, name, len(positions))
             continue
@@ -571,7 +570,7 @@ def list_files(pattern: str) -> List[str]:
 def check_files(files: List[str], data_format: str, labels: Labels,
                 dense: Sequence[str] = (), blanks: Optional[Blanks] = None) -> None:
     """Raises InputDataError naming every problem of `files` (one ExampleGen split); `blanks`
-    says what a blank means in each id column (a blank stops where it says BLANK_STOP)."""
+    says what a blank means in each id column (trainer/features.py: BLANK_OPTIONS)."""
     blanks = blanks or {}
     problems = []
     nonempty = []
