@@ -357,15 +357,15 @@ def _head_problem(path: str, head: CsvHead) -> str:
     """What keeps the file's first line(s) from being read as a header, or ''."""
     if head.problem:
         return f'Input file {path} has {head.problem}'
-    slip = _header_slip(head)
-    if slip:
-        return (f'Input file {path}: the header (line {head.header_line}, '
-                f'{",".join(head.header)[:120]!r}) {slip}')
     if head.hint is not None and head.hint != DELIMITER:
         return (f'Input file {path}: its first line is the delimiter hint "sep={head.hint}" of '
                 f'a spreadsheet export: its fields are separated by {head.hint!r}, but the '
                 f'pipeline reads CSV separated by {DELIMITER!r}. Export it again with commas as '
                 'the separator (e.g. "CSV UTF-8 (comma delimited)").')
+    slip = _header_slip(head)
+    if slip:
+        return (f'Input file {path}: the header (line {head.header_line}, '
+                f'{",".join(head.header)[:120]!r}) {slip}')
     counts = collections.Counter(head.header)
     duplicated = sorted(name for name, count in counts.items() if count > 1)
     if duplicated:
