@@ -235,6 +235,7 @@ def _csv_rows(f, skip: int) -> Iterator[Tuple[int, List[str]]]:
 @dataclasses.dataclass
 class _Scan:  # what one pass over a file found
     header: List[str]
+    types: Tuple[str, ...] = ()  # Parquet: the columns' types
     rows: int = 0
     ones: Tuple[int, int] = (0, 0)  # rows with click = 1, with conversion = 1
     zeros: Tuple[int, int] = (0, 0)  # rows with click = 0, with conversion = 0
@@ -458,8 +459,8 @@ def _scan_parquet(path: str, labels: Labels, dense: Sequence[str], blanks: Blank
         with filesystems.FileSystems.open(path, compression_type=UNCOMPRESSED) as f:
             parquet = pq.ParquetFile(f)
             schema = parquet.schema_arrow
-            scan = _Scan([f'{field.name}:{field.type}' for field in schema])
             names = list(schema.names)
+            scan = _Scan(names, tuple(str(field.type) for field in schema))
             slip = _header_slip(CsvHead(names))
             duplicated = sorted(name for name, count in collections.Counter(names).items()
                                 if count > 1)
@@ -545,6 +546,12 @@ def _files_problems(files: List[str], scans: List[_Scan], labels: Labels) -> Lis
             return [f'Input files {files[0]} and {path} have different headers '
                     f'({",".join(scans[0].header)[:80]!r} and {",".join(scan.header)[:80]!r}); '
                     'the files of one folder must have the same columns in the same order.']
+        changed = [f'{name} ({first} and {other})' for name, first, other in zip(
+            scan.header, scans[0].types, scan.types) if first != other]
+        if changed:
+            return [f'Input files {files[0]} and {path} give column(s) different types: '
+                    f'{_listed(changed)}; the files of one folder must agree (cast them alike '
+                    'in the export).']
     rows = sum(scan.rows for scan in scans)
     ones, zeros = ([sum(getattr(scan, kind)[i] for scan in scans) for i in (0, 1)]
                    for kind in ('ones', 'zeros'))

@@ -378,3 +378,17 @@ def test_parquet_rows_keep_their_zeros_and_labels_are_integers(tmp_path):
     assert clicks == sorted(frame['clicked'].astype(int))
     blank = [e for e in examples if not e.features.feature['price'].float_list.value]
     assert len(blank) == 1 and blank[0].features.feature['price'].HasField('float_list')
+
+
+def test_parquet_files_of_one_folder_must_agree(tmp_path):
+    """A label with one class only across the files, and a column typed differently in two
+    files (a day exported with prices as integers), as for CSV."""
+    _frame().assign(purchased=0).to_parquet(tmp_path / 'a.parquet', index=False)
+    with pytest.raises(InputDataError, match="the conversion label 'purchased' is 1 in none of "
+                                             'the 200 rows'):
+        check_input_files(str(tmp_path), 'parquet', LABELS, DENSE)
+    _frame().to_parquet(tmp_path / 'a.parquet', index=False)
+    _frame().astype({'price': int}).to_parquet(tmp_path / 'b.parquet', index=False)
+    with pytest.raises(InputDataError, match=r'give column\(s\) different types: price '
+                                             r'\(double and int64\)'):
+        check_input_files(str(tmp_path), 'parquet', LABELS, DENSE)
