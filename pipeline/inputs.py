@@ -297,14 +297,21 @@ def _scan_rows(path: str, scan: _Scan, head: CsvHead, labels: Labels,
             f"Input file {path}: {len(malformed)} row(s) do not have the header's "
             f'{len(scan.header)} fields, at line(s) {_listed([line for line, _ in malformed])} '
             f'(line {line} has {fields}); a truncated or malformed row. Repair or remove it.')
+    scan.problems += _cell_problems(path, labels, bad, unclicked, blank, blanks, 'line(s)')
+
+
+def _cell_problems(path: str, labels: Labels, bad: Dict[str, List[str]], unclicked: List[int],
+                   blank: Dict[str, List[int]], blanks: Blanks, where: str) -> List[str]:
+    """The messages of one file's bad label and dense cells, conversions without a click and
+    blank ids (`where`: 'line(s)' of a CSV file, 'row(s)' of a Parquet file)."""
+    problems = []
     for name, cells in ((name, cells) for name, cells in bad.items() if cells):
         role = 'label' if name in labels else 'dense'
-        scan.problems.append(f'Input file {path}, column {name!r} ({role}): {len(cells)} '
-                             f'cell(s) {BAD_CELLS[role][0]}, at {_listed(cells)}. '
-                             f'{BAD_CELLS[role][1]}')
+        problems.append(f'Input file {path}, column {name!r} ({role}): {len(cells)} cell(s) '
+                        f'{BAD_CELLS[role][0]}, at {_listed(cells)}. {BAD_CELLS[role][1]}')
     if unclicked:
-        scan.problems.append(_funnel_problem(path, labels, 'line(s)', unclicked))
-    scan.problems += _blank_id_problems(path, blank, blanks, 'line(s)')
+        problems.append(_funnel_problem(path, labels, where, unclicked))
+    return problems + _blank_id_problems(path, blank, blanks, where)
 
 
 def _blank_id_problems(path: str, blank: Dict[str, List[int]], blanks: Blanks,
@@ -507,13 +514,7 @@ def _scan_parquet_rows(path: str, parquet, scan: _Scan, labels: Labels,
     if not scan.rows:
         scan.problems.append(f'Input file {path} has columns but no rows. Remove it or add '
                              'rows.')
-    for name, cells in ((name, cells) for name, cells in bad.items() if cells):
-        scan.problems.append(f'Input file {path}, column {name!r} (label): {len(cells)} '
-                             f'value(s) {BAD_CELLS["label"][0]} (nan: a missing value), at '
-                             f'{_listed(cells)}. Write each label as 0 or 1.')
-    if unclicked:
-        scan.problems.append(_funnel_problem(path, labels, 'row(s)', unclicked))
-    scan.problems += _blank_id_problems(path, blank, blanks, 'row(s)')
+    scan.problems += _cell_problems(path, labels, bad, unclicked, blank, blanks, 'row(s)')
 
 
 def _tfrecord_problems(path: str, labels: Labels) -> List[str]:

@@ -328,8 +328,8 @@ def test_parquet_files_are_accepted_with_any_numeric_label_type(tmp_path):
 
 @pytest.mark.parametrize('change, expected', [
     (lambda f: f.astype({'clicked': float}).assign(clicked=lambda f: f.clicked.mask(
-        f.index == 4)), "column 'clicked' (label): 1 value(s) are not 0 or 1 (nan: a missing "
-                        'value), at row 5 nan'),
+        f.index == 4)), "column 'clicked' (label): 1 cell(s) are not 0 or 1, at row 5 nan. "
+                        'Write each label as 0 or 1'),
     (lambda f: f.assign(purchased=np.where(f.index == 9, 1, f.purchased), clicked=np.where(
         f.index == 9, 0, f.clicked)), '1 row(s) with purchased = 1 but clicked = 0 at row(s) 10'),
     (lambda f: f.astype({'price': str}), "column 'price' (dense): of Parquet type string, not a "
