@@ -90,7 +90,7 @@ def _listed(positions: List) -> str:
     return ', '.join(map(str, positions[:MAX_LISTED])) + more
 
 
-def is_gzip(path: str) -> bool:
+def _is_gzip(path: str) -> bool:
     """Whether ExampleGen reads `path` decompressed: Beam's file systems decide by the name."""
     return path.endswith('.gz')
 
@@ -100,7 +100,7 @@ def _open(path: str):
     """The file's bytes as ExampleGen reads them: decompressed when named *.gz, streaming.
     Python's gzip (not Beam's reader) so that a file cut short raises EOFError."""
     with fileio.open(path, 'rb') as f:
-        yield gzip.GzipFile(fileobj=f, mode='rb') if is_gzip(path) else f
+        yield gzip.GzipFile(fileobj=f, mode='rb') if _is_gzip(path) else f
 
 
 def _funnel_problem(path: str, labels: Labels, where: str, positions: List[int]) -> str:
@@ -404,7 +404,7 @@ def _scan_csv_text(path: str, labels: Labels, dense: Sequence[str], blanks: Blan
         return _Scan([], problems=[f'Input file {path} is empty once decompressed. Remove '
                                       'it or replace it with CSV data.'])
     kind = next((kind for magic, kind in NOT_TEXT.items() if start.startswith(magic)), None)
-    if kind == NOT_TEXT[GZIP_MAGIC] and not is_gzip(path):
+    if kind == NOT_TEXT[GZIP_MAGIC] and not _is_gzip(path):
         return _Scan([], problems=[f'Input file {path} is gzip-compressed, but its name does '
                                       'not end in .gz, so it would be read as text. Name it '
                                       '*.csv.gz (it is then read decompressed).'])
