@@ -27,7 +27,7 @@ def _values(column: pa.Array, label: bool) -> pa.Array:
     kind = column.type
     if label or pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         return pc.cast(column, pa.int64())
-    if pa.types.is_floating(kind):
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return pc.cast(column, pa.float32())
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return pc.cast(column, pa.binary())

@@ -446,7 +446,7 @@ def _parquet_types_problems(path: str, schema, labels: Labels, dense: Sequence[s
 
 def _is_numeric(arrow_type) -> bool:
     return any(test(arrow_type) for test in (pa.types.is_integer, pa.types.is_floating,
-                                              pa.types.is_boolean))
+                                              pa.types.is_decimal, pa.types.is_boolean))
 
 
 def _blank_cells(column) -> np.ndarray:

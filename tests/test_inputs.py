@@ -5,6 +5,7 @@ Each refusal names the file, the column where there is one, and the offending li
 tests/test_corruption_matrix.py shows the same check stopping a real pipeline run in ExampleGen.
 """
 
+import decimal
 import gzip
 import json
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import apache_beam as beam
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import tensorflow as tf
 from conftest import REPO
@@ -367,7 +369,12 @@ def test_parquet_rows_keep_their_zeros_and_labels_are_integers(tmp_path):
     frame = _frame(50).astype({'clicked': float, 'purchased': bool})
     frame.loc[0, ['clicked', 'purchased', 'activity']] = [0.0, False, 0]
     frame['price'] = frame['price'].mask(frame.index == 1)
-    frame.to_parquet(tmp_path / 'logs.parquet', index=False)
+    frame['bid'] = [decimal.Decimal(f'{i}.25') for i in range(50)]  # Spark's DECIMAL(10, 2)
+    frame.to_parquet(tmp_path / 'logs.parquet', index=False, schema=pa.schema([
+        *[(name, pa.from_numpy_dtype(frame[name].dtype)) for name in ('price', 'activity',
+                                                                      'clicked', 'purchased')],
+        ('user_id', pa.string()), ('bid', pa.decimal128(10, 2))]))
+    assert check_input_files(str(tmp_path), 'parquet', LABELS, DENSE + ('bid',))
     assert utils.dict_to_example({'clicked': 0.0}).features.feature['clicked'] == \
         tf.train.Feature()  # TFX's conversion, measured
     examples = _examples(ParquetToSerializedExamples([str(tmp_path / 'logs.parquet')], LABELS),
@@ -380,6 +387,7 @@ def test_parquet_rows_keep_their_zeros_and_labels_are_integers(tmp_path):
     assert clicks == sorted(frame['clicked'].astype(int))
     blank = [e for e in examples if not e.features.feature['price'].float_list.value]
     assert len(blank) == 1 and blank[0].features.feature['price'].HasField('float_list')
+    assert first['bid'].float_list.value == [0.25]
 
 
 def test_parquet_files_of_one_folder_must_agree(tmp_path):
