@@ -6,9 +6,9 @@ TFX's Parquet executor reads rows as Python dicts and converts them with
 a label 0, a price 0.0, a False and an empty string become missing (tests/test_inputs.py
 shows it), and float labels stay FLOAT. Here Beam's Parquet reading gives Arrow tables and
 tfx-bsl's C++ encoder writes them, as the CSV decoding does (components/csv_batches.py): a null
-(or an empty string) is an empty value list, integers and booleans INT, floats FLOAT (float32,
-as tf.Example stores them), strings BYTES, other scalar types (timestamps, dates, decimals)
-their text; label columns (checked 0/1 by pipeline/inputs.py before) INT.
+(or an empty string) is an empty value list, integers and booleans INT, floats and decimals
+(Spark's DECIMAL) FLOAT (float32, as tf.Example stores them), strings BYTES, other scalar types
+(timestamps, dates) their text; label columns (checked 0/1 by pipeline/inputs.py before) INT.
 """
 
 from typing import Iterator, Sequence
@@ -67,4 +67,3 @@ class ParquetToSerializedExamples(beam.PTransform):
                 | 'CreateFilenames' >> beam.Create(self._files)
                 | 'ReadParquet' >> beam.io.ReadAllFromParquetBatched()
                 | 'ToSerializedExamples' >> beam.FlatMap(to_serialized_examples, labels))
-

@@ -1,10 +1,9 @@
 """The Transform's preprocessing_fn: the one feature graph shared by training and serving.
 
 Categorical ids -> vocabulary ids (rare, unseen and, where the spec says `blank: oov`, missing
-ids fall into hashed OOV buckets), dense
-features -> z-scores (log1p first for heavy tails; missing values imputed with the mean and
-flagged), labels renamed to the model's label names. The same graph is attached to the exported
-model, so there is no training/serving skew.
+ids fall into hashed OOV buckets), dense features -> z-scores (log1p first for heavy tails;
+missing values imputed with the mean and flagged), labels renamed to the model's label names.
+The same graph is attached to the exported model, so there is no training/serving skew.
 """
 
 from typing import Any, Dict
