@@ -9,18 +9,23 @@ minutes. Each kind of file below is written to a temporary folder; the table giv
 the seconds of reading its bytes once (through the file layer the check uses, in chunks), of
 reading it once as CSV records (Python's csv module, which reads \\r line ends too: the least a
 check of every row costs) and of the check, the check's time over the CSV read, and the first
-words of the check's verdict. tests/test_inputs.py checks the verdicts on the same kinds of files
-at a small size.
+words of the check's verdict. The valid rows are also timed gzip-compressed (`*.csv.gz`, read
+decompressed: the reads decompress too) and as Parquet (read: pyarrow's read of the whole
+table). tests/test_inputs.py checks the verdicts on the same kinds of files at a small size.
 """
 
 import argparse
 import csv
+import gzip
+import io
 import logging
 import os
 import tempfile
 import time
 from typing import Dict
 
+import pandas as pd
+import pyarrow.parquet as pq
 from tfx.dsl.io import fileio
 
 from bench import results_file
@@ -46,9 +51,12 @@ def _wide_header(names: int, duplicate: bool) -> str:
     return '\n'.join([','.join(columns), cells + ',1,1', cells + ',0,0']) + '\n'
 
 
-# name: (what the file is, a function of the row count giving its text)
+# name: (what the file is, a function of the row count giving its text[, the file's name: its
+# format, CSV by default])
 FILES: Dict[str, tuple] = {
     'rows': ('valid rows, \\n line ends', lambda rows: _rows(rows)),
+    'gzip rows': ('the valid rows, gzip-compressed', lambda rows: _rows(rows), 'logs.csv.gz'),
+    'parquet rows': ('the valid rows as Parquet', lambda rows: _rows(rows), 'logs.parquet'),
     'mac': ('the same rows with \\r line ends (classic Mac OS)', lambda rows: _rows(rows, '\r')),
     'appended mac': ('half \\n, then half \\r (a Mac export appended)',
                      lambda rows: _rows(rows // 2) + _rows(rows // 2, '\r').split('\r', 1)[1]),
@@ -62,9 +70,11 @@ FILES: Dict[str, tuple] = {
 
 
 def bytes_read_seconds(path: str) -> float:
-    """Seconds to read the file's bytes once, in chunks, through the file layer the check uses."""
+    """Seconds to read the file's bytes once, in chunks, through the file layer the check uses
+    (decompressed, for *.gz)."""
     start = time.perf_counter()
-    with fileio.open(path, 'rb') as f:
+    with fileio.open(path, 'rb') as raw:
+        f = gzip.GzipFile(fileobj=raw) if path.endswith('.gz') else raw
         while f.read(inputs.READ_CHUNK):
             pass
     return time.perf_counter() - start
@@ -72,9 +82,13 @@ def bytes_read_seconds(path: str) -> float:
 
 def csv_read_seconds(path: str) -> float:
     """Seconds to read the file once as CSV records with Python's csv module (to its end, or to
-    the record it cannot read)."""
+    the record it cannot read); for Parquet, pyarrow's read of the whole table."""
     start = time.perf_counter()
-    with open(path, newline='', encoding='utf-8') as f:
+    if path.endswith('.parquet'):
+        pq.read_table(path)
+        return time.perf_counter() - start
+    opener = gzip.open if path.endswith('.gz') else open
+    with opener(path, 'rt', newline='', encoding='utf-8') as f:
         try:
             for _ in csv.reader(f):
                 pass
@@ -83,10 +97,10 @@ def csv_read_seconds(path: str) -> float:
     return time.perf_counter() - start
 
 
-def verdict(folder: str) -> str:
+def verdict(folder: str, data_format: str = 'csv') -> str:
     """The check's verdict on the folder: 'accepted', or its message."""
     try:
-        inputs.check_input_files(folder, 'csv', LABELS, DENSE)
+        inputs.check_input_files(folder, data_format, LABELS, DENSE)
         return 'accepted'
     except inputs.InputDataError as e:
         return str(e).replace(folder + '/', '')
@@ -95,15 +109,19 @@ def verdict(folder: str) -> str:
 def measure(kind: str, rows: int, work_dir: str) -> dict:
     folder = os.path.join(work_dir, kind.replace(' ', '-'))
     os.makedirs(folder)
-    path = os.path.join(folder, 'logs.csv')
-    with open(path, 'w', newline='') as f:
-        f.write(FILES[kind][1](rows))
+    description, make, name = (*FILES[kind], 'logs.csv')[:3]
+    path = os.path.join(folder, name)
+    if name.endswith('.parquet'):
+        pd.read_csv(io.StringIO(make(rows))).to_parquet(path, index=False)
+    else:
+        with (gzip.open if name.endswith('.gz') else open)(path, 'wt', newline='') as f:
+            f.write(make(rows))
     read, csv_read = bytes_read_seconds(path), csv_read_seconds(path)
     start = time.perf_counter()
-    outcome = verdict(folder)
+    outcome = verdict(folder, 'parquet' if name.endswith('.parquet') else 'csv')
     check = time.perf_counter() - start
     logging.info('%s: %.2f s (CSV read %.2f s): %s', kind, check, csv_read, outcome[:100])
-    return {'kind': kind, 'file': FILES[kind][0], 'mb': os.path.getsize(path) / 2**20,
+    return {'kind': kind, 'file': description, 'mb': os.path.getsize(path) / 2**20,
             'read': read, 'csv_read': csv_read, 'check': check, 'verdict': outcome}
 
 

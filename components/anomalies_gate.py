@@ -44,11 +44,32 @@ class DataAnomaliesError(RuntimeError):
     """The input data does not match the curated schema, or drifted from the last run."""
 
 
+# TFDV's reasons said in the project's words where TFDV's are obscure: blank cells in a column
+# the schema requires in every row ("Feature shape dropped", "Column dropped").
+BLANKS = anomalies_pb2.AnomalyInfo.INVALID_FEATURE_SHAPE
+PLAIN_REASONS = {
+    BLANKS: 'Blank cells: some rows have no value, but the schema requires one in every row',
+    anomalies_pb2.AnomalyInfo.FEATURE_TYPE_LOW_FRACTION_PRESENT: 'Present in too few rows',
+}
+BLANKS_FIX = ('For an id column whose blank means an unknown id, declare `blank: oov` for it in '
+              'the feature spec and infer the schema again (`make schema`); for a dense column, '
+              'replace its `shape` by `value_count { max: 1 }` in the schema; otherwise fill '
+              'the blanks upstream.')
+
+
+def _reason(reason) -> str:
+    if reason.type == BLANKS:
+        return PLAIN_REASONS[BLANKS]
+    return f'{PLAIN_REASONS.get(reason.type, reason.short_description)}: {reason.description}'
+
+
 def describe_anomalies(split: str, anomalies: anomalies_pb2.Anomalies) -> list:
     """One human-readable line per anomalous feature (and for dataset-level anomalies)."""
     lines = []
     for feature, info in sorted(anomalies.anomaly_info.items()):
-        reasons = '; '.join(f'{r.short_description}: {r.description}' for r in info.reason)
+        reasons = '; '.join(map(_reason, info.reason))
+        if any(reason.type == BLANKS for reason in info.reason):
+            reasons += f'. {BLANKS_FIX}'
         lines.append(f'split {split!r}, feature {feature!r}: {reasons or info.description}')
     if anomalies.HasField('dataset_anomaly_info'):
         reasons = '; '.join(f'{r.short_description}: {r.description}'

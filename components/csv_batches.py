@@ -4,7 +4,8 @@ executor and the schema inference run it, components/example_gen.py).
 TFX's CsvExampleGen sends every line through five Beam steps and builds each tf.Example in
 Python, field by field; at 1M rows that was most of ExampleGen's time (bench/README.md,
 ExampleGen profile). Here the same decisions are made on batches, by the same libraries: TFX's
-reader (header skipped, quoted line breaks joined) and tfx-bsl's CSV parser per line, tfx-bsl's
+reader's rules (header skipped, quoted line breaks joined; *.gz read decompressed) and
+tfx-bsl's CSV parser per line, tfx-bsl's
 type inference (INT < FLOAT < STRING over all the files, blank cells left out) once per distinct
 cell value, and tfx-bsl's C++ encoder from Arrow columns to tf.Examples. A blank cell is an empty
 value list, as TFX writes it (a column blank in every file, which TFX writes as a feature of no
@@ -29,13 +30,29 @@ ColumnType = csv_decoder.ColumnType
 Columns = List[tuple]  # one tuple of cells (bytes) per column; blank lines left out
 
 
+def _csv_records(path: str) -> Iterator[str]:
+    """The file's CSV records after its first line, as TFX's reader
+    (csv_executor._ReadCsvRecordsFromTextFile) gives them: quoted line breaks joined, a file
+    decompressed by Beam when its name says so (*.gz). Read with readline, because Beam's
+    decompressing file cannot be iterated, as TFX's reader iterates its file."""
+    with beam.io.filesystems.FileSystems.open(path) as file:
+        file.readline()
+        buffer = csv_executor._CsvLineBuffer()
+        for line in iter(file.readline, b''):
+            buffer.write(line.decode('utf-8'))
+            if buffer.is_complete_line():
+                yield buffer.read()
+        if not buffer.is_empty():
+            raise ValueError(f'Csv record had unbalanced quotes. File: {path}')
+
+
 class _ReadCsvBatches(beam.DoFn):
     """A file's CSV records as TFX's reader gives them, in lists of BATCH_LINES; after a first
     line `sep=,` (a spreadsheet's delimiter hint, which TFX's reader skips as the header), the
     header is left out too."""
 
     def process(self, path: str) -> Iterable[List[str]]:
-        records = csv_executor._ReadCsvRecordsFromTextFile().process(path)
+        records = _csv_records(path)
         if inputs.csv_head(path).hint is not None:
             next(records, None)
         batch = []

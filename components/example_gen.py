@@ -16,8 +16,12 @@ by the data folder would be a cache hit on tomorrow's files. It runs wherever Ex
 the local runner, or a Kubeflow container (files are read through tfx.dsl.io.fileio, so the
 data root may be an object store and a run parameter).
 
-The feature spec's label and dense columns reach the executor in ExampleGen's `custom_config`
-(a protobuf Struct).
+The feature spec's label, dense and id columns (with what a blank id means) reach the executor
+in ExampleGen's `custom_config` (a protobuf Struct).
+
+Parquet files go through TFX's Parquet executor class with the same input check first; their
+rows are written by components/parquet_batches.py, because TFX's conversion writes every 0 as
+a missing value.
 """
 
 import os
@@ -27,36 +31,40 @@ import apache_beam as beam
 from google.protobuf import json_format, struct_pb2
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
+from tfx.components.example_gen.custom_executors import parquet_executor
 from tfx.components.example_gen.import_example_gen import executor as import_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
-from components import csv_batches
+from components import csv_batches, parquet_batches
 from components.span_resolution import ResolvesSpan
 from components.split_writer import WritesSplitsUnshuffled
 from pipeline import inputs
 from trainer import features
 
 CSV_ID, TFRECORD_ID = 'CsvExampleGen', 'ImportExampleGen'  # the component ids, as TFX's
+PARQUET_ID = 'ParquetExampleGen'
 
 
 def custom_config(spec: features.FeatureSpec) -> example_gen_pb2.CustomConfig:
     """The columns the input check needs, for ExampleGen's custom_config."""
     columns = struct_pb2.Struct()
-    columns.update({'labels': list(spec.label_columns), 'dense': list(spec.dense_names)})
+    columns.update({'labels': list(spec.label_columns), 'dense': list(spec.dense_names),
+                    'blanks': spec.blank_ids})
     config = example_gen_pb2.CustomConfig()
     config.custom_config.Pack(columns)
     return config
 
 
 def _columns(exec_properties: Dict[str, Any]):
-    """(labels, dense columns) from the custom_config (a JSON string in the executor)."""
+    """(labels, dense columns, id column -> blank option) from the custom_config (a JSON string
+    in the executor)."""
     config = json_format.Parse(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY],
                                example_gen_pb2.CustomConfig())
     columns = struct_pb2.Struct()
     config.custom_config.Unpack(columns)
-    return tuple(columns['labels']), tuple(columns['dense'])
+    return tuple(columns['labels']), tuple(columns['dense']), dict(columns['blanks'])
 
 
 def _checked_files(exec_properties: Dict[str, Any], split_pattern: str, data_format: str):
@@ -108,6 +116,21 @@ class CsvExecutor(ResolvesSpan, WritesSplitsUnshuffled, csv_executor.Executor):
         return checked_csv_to_example
 
 
+def checked_parquet_to_example(exec_properties: Dict[str, Any], split_pattern: str):
+    """The input check of the split's Parquet files, then their rows as tf.Examples."""
+    files = _checked_files(exec_properties, split_pattern, 'parquet')
+    return parquet_batches.ParquetToSerializedExamples(files, _columns(exec_properties)[0])
+
+
+class ParquetExecutor(ResolvesSpan, WritesSplitsUnshuffled, parquet_executor.Executor):
+    """TFX's Parquet ExampleGen executor with the input check first and the rows written by
+    components/parquet_batches.py (labels INT, a 0 kept as 0), resolving the span itself where
+    no driver did (Kubeflow), writing its splits without the per-record shuffle."""
+
+    def GetInputSourceToExamplePTransform(self):
+        return checked_parquet_to_example
+
+
 class TFRecordExecutor(ResolvesSpan, WritesSplitsUnshuffled, import_executor.Executor):
     """TFX's ImportExampleGen executor with the input check first (funnel rule per record),
     resolving the span itself where no driver did (Kubeflow), writing its splits without the
@@ -122,12 +145,16 @@ class TFRecordExecutor(ResolvesSpan, WritesSplitsUnshuffled, import_executor.Exe
         return checked
 
 
+EXECUTORS = {'csv': (CsvExecutor, CSV_ID), 'parquet': (ParquetExecutor, PARQUET_ID),
+             'tfrecord': (TFRecordExecutor, TFRECORD_ID)}
+
+
 def checked_example_gen(data_format: str, spec: features.FeatureSpec,
                         **kwargs) -> FileBasedExampleGen:
-    """ExampleGen for `data_format` ('csv' or 'tfrecord') with the checked executor; `kwargs`
-    are FileBasedExampleGen's (input_base, input_config, output_config, range_config)."""
-    executor = CsvExecutor if data_format == 'csv' else TFRecordExecutor
+    """ExampleGen for `data_format` ('csv', 'parquet' or 'tfrecord') with the checked executor;
+    `kwargs` are FileBasedExampleGen's (input_base, input_config, output_config, range_config)."""
+    executor, component_id = EXECUTORS[data_format]
     return FileBasedExampleGen(
         custom_config=custom_config(spec),
         custom_executor_spec=executor_spec.BeamExecutorSpec(executor), **kwargs,
-    ).with_id(CSV_ID if data_format == 'csv' else TFRECORD_ID)
+    ).with_id(component_id)

@@ -149,7 +149,8 @@ class PipelineConfig:
     """Everything one pipeline run needs; paths are derived from output_root."""
     pipeline_name: str = 'funnel-mmoe'      # also the TF Serving model name
     data_root: str = os.path.join(REPO_ROOT, 'data', 'simulated', 'examples')
-    data_format: str = 'csv'           # 'csv' or 'tfrecord' (serialized tf.Examples)
+    # 'csv' (*.csv.gz read decompressed), 'parquet' or 'tfrecord' (gzipped tf.Examples)
+    data_format: str = 'csv'
     # Which columns are ids, dense values and labels, and the Evaluator's slices (YAML).
     feature_spec_path: str = os.path.join(REPO_ROOT, 'simulator', 'feature_spec.yaml')
     # Daily data: the sub-folder of one span under data_root, e.g. 'span-{SPAN}' (TFX's {SPAN}
@@ -227,8 +228,8 @@ class PipelineConfig:
                 'must be >= 1')
         require(self.train_window_spans == 1 or bool(self.span_folder), 'train_window_spans',
                 self.train_window_spans, 'needs span_folder (daily data laid out by span)')
-        require(self.data_format in ('csv', 'tfrecord'), 'data_format', self.data_format,
-                "must be 'csv' or 'tfrecord'")
+        require(self.data_format in ('csv', 'parquet', 'tfrecord'), 'data_format',
+                self.data_format, "must be 'csv', 'parquet' or 'tfrecord'")
         require(re.fullmatch(r'[a-z0-9]+(-[a-z0-9]+)*', self.pipeline_name) is not None,
                 'pipeline_name', self.pipeline_name,
                 'must be lowercase letters, digits and single dashes (a Kubeflow name; it also '

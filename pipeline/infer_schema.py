@@ -9,8 +9,9 @@ integers, a blank cell an empty value list); TFDV computes their statistics and 
 schema as SchemaGen does, so the schema accepts the data it was inferred from. Then the feature
 spec's rules and the protective rules of a curated schema are applied:
 
-- labels in {0, 1}, always present and absent at serving time; id columns always present; a
-  dense column without blanks must stay complete, one with blanks may miss values (imputed);
+- labels in {0, 1}, always present and absent at serving time; id columns always present,
+  unless the spec says `blank: oov` (then they may miss: an unknown id); a dense column without
+  blanks must stay complete, one with blanks may miss values (imputed);
 - no closed lists of string values (TFDV infers them from the sample it sees: tomorrow's new ids
   would stop the run; the model maps unseen ids to OOV buckets);
 - dense columns: a value range from the observed one with a margin (see `value_range`), no
@@ -35,6 +36,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from tfx_bsl.public import tfxio
 
 from components.example_gen import CsvToExample
+from components.parquet_batches import ParquetToSerializedExamples
 from pipeline import config as config_lib
 from pipeline import inputs, run_log
 from trainer import features
@@ -50,13 +52,15 @@ CATEGORICAL_DRIFT_LINF = 0.1  # L-infinity distance of the value shares, string 
 
 def _statistics(files: list, data_format: str,
                 labels) -> statistics_pb2.DatasetFeatureStatisticsList:
-    """TFDV statistics of the tf.Examples ExampleGen makes of `files` (CSV: its decoding;
-    TFRecord: the records as they are)."""
+    """TFDV statistics of the tf.Examples ExampleGen makes of `files` (CSV, Parquet: its
+    decoding; TFRecord: the records as they are)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'statistics.pb')
         with beam.Pipeline() as pipeline:
             if data_format == 'csv':
                 records = pipeline | CsvToExample(files, labels)
+            elif data_format == 'parquet':
+                records = pipeline | ParquetToSerializedExamples(files, labels)
             else:
                 records = pipeline | beam.Create(files) | beam.io.ReadAllFromTFRecord()
             _ = (records
@@ -78,6 +82,13 @@ def value_range(low: float, high: float):
     return -magnitude, magnitude
 
 
+def _may_miss(feature: schema_pb2.Feature) -> None:
+    """At most one value, possibly none (what TFDV's 'Feature shape dropped' is about)."""
+    feature.ClearField('shape')
+    feature.value_count.Clear()
+    feature.value_count.max = 1
+
+
 def protective_rules(schema: schema_pb2.Schema, statistics, spec: features.FeatureSpec):
     """Value ranges and drift comparators for the spec's columns (module docstring)."""
     by_name = {feature.name: feature for feature in schema.feature}
@@ -91,9 +102,7 @@ def protective_rules(schema: schema_pb2.Schema, statistics, spec: features.Featu
             feature.float_domain.min, feature.float_domain.max = low, high
             feature.float_domain.disallow_nan = feature.float_domain.disallow_inf = True
         if numbers.common_stats.min_num_values == 0:  # blank cells: may miss
-            feature.ClearField('shape')
-            feature.value_count.Clear()
-            feature.value_count.max = 1
+            _may_miss(feature)
     for name in (*spec.dense_names, *spec.categorical_names):
         feature = by_name[name]
         if feature.type == schema_pb2.BYTES:
@@ -121,8 +130,12 @@ def apply_feature_spec(schema: schema_pb2.Schema, spec: features.FeatureSpec,
         label.int_domain.min, label.int_domain.max = 0, 1
         label.presence.min_fraction = 1.0
         label.not_in_environment.append(SERVING)
-    for name in spec.categorical_names:
-        by_name[name].presence.min_fraction = 1.0
+    for column in spec.categorical:
+        if column.blank == features.BLANK_OOV:  # a blank is an unknown id: may miss
+            by_name[column.name].ClearField('presence')
+            _may_miss(by_name[column.name])
+        else:
+            by_name[column.name].presence.min_fraction = 1.0
     # Closed lists of string values, inferred from one sample: tomorrow's new ids or timestamps
     # are not anomalies (the model's ids go to OOV buckets).
     for feature in schema.feature:
@@ -140,7 +153,7 @@ def infer_schema(config: config_lib.PipelineConfig) -> schema_pb2.Schema:
     if config.span_folder:
         folder = list(inputs.find_spans(config.data_root, config.span_folder).values())[-1]
     files = inputs.check_input_files(folder, config.data_format, spec.label_columns,
-                                     spec.dense_names)
+                                     spec.dense_names, spec.blank_ids)
     schema_dir = os.path.dirname(config.schema_path)
     others = [name for name in (tf.io.gfile.listdir(schema_dir)
                                 if tf.io.gfile.isdir(schema_dir) else [])

@@ -207,3 +207,17 @@ def test_gate_stops_on_a_split_without_conversions(tmp_path, clean_anomalies, im
     assert not (tmp_path / 'default' / 'baseline').exists()
     assert (_gate(tmp_path / 'off', splits, {'train': stats, 'eval': stats}) /
             'Split-eval').exists()
+
+
+def test_blank_cells_are_named_in_plain_words(impressions, raw_schema):
+    """Blank ids and a blank in a complete dense column: TFDV's 'Feature shape dropped' is said
+    as what it is (blank cells where the schema wants a value), with the fixes."""
+    bad = impressions.copy()
+    bad.loc[[3, 4], 'device'] = None
+    bad.loc[3, 'price'] = None
+    device, price = describe_anomalies('train', _validate(bad, raw_schema))
+    assert device.startswith("split 'train', feature 'device': Blank cells: some rows have no "
+                             'value, but the schema requires one in every row')
+    assert 'actual = 0.99' in device and 'declare `blank: oov`' in device
+    assert price.startswith("split 'train', feature 'price': Blank cells")
+    assert 'Feature shape dropped' not in device + price

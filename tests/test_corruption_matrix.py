@@ -142,6 +142,13 @@ def _duplicated_header(df):
       "line 11 '0.5'"]),
     ('not UTF-8 text (UTF-16)', lambda df: df.to_csv(index=False).encode('utf-16'),
      ['impressions.csv is UTF-16 text (byte-order mark), not a UTF-8 CSV text file']),
+    ('header ending with a comma (an empty spreadsheet column after the last)',
+     lambda df: df.assign(**{'': ''}).to_csv(index=False),
+     ['impressions.csv: the header (line 1, ', 'has 1 column(s) with no name, at position(s) '
+      '12 of 12 (the header ends with a comma?']),
+    ('blank ids', lambda df: _with(df, [4, 9, 10], 'device', ''),
+     ["impressions.csv, column 'device' (categorical id): 3 blank cell(s), at line(s) 6, 11, "
+      "12. A blank id stops the run by default.", '`{name: device, blank: oov}`']),
 ])
 def test_file_problems_stop_in_example_gen(tmp_path, impressions, reliability, case,
                                            make_text, expected):

@@ -6,8 +6,10 @@ serialized deterministically (the hash split's key, so every row keeps its split
 """
 
 import random
+import subprocess
 
 import apache_beam as beam
+import pandas as pd
 import pytest
 import tensorflow as tf
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
@@ -104,3 +106,31 @@ def test_batched_decoding_on_many_random_rows(tmp_path, monkeypatch):
              for record in in_order]
     assert [list(user) for user in users] == [
         [line.split(',')[0].encode()] if line.split(',')[0] else [] for line in lines]
+
+
+def test_gzip_files_decode_as_the_plain_file(tmp_path):
+    """A daily dump compressed by pandas (`to_csv(compression='gzip')`) and by the `gzip` CLI
+    (several gzip members: two files concatenated with `cat`) gives the tf.Examples of the
+    plain file; TFX's own reader cannot iterate Beam's decompressing file (TypeError)."""
+    plain = tmp_path / 'plain' / 'logs.csv'
+    plain.parent.mkdir()
+    plain.write_text('\n'.join([HEADER, *ROWS]) + '\n', encoding='utf-8')
+    pandas_gz = tmp_path / 'pandas' / 'logs.csv.gz'
+    pandas_gz.parent.mkdir()
+    pd.read_csv(plain, dtype=str, keep_default_na=False).to_csv(pandas_gz, index=False,
+                                                                compression='gzip')
+    cli_gz = tmp_path / 'cli' / 'logs.csv.gz'
+    cli_gz.parent.mkdir()
+    halves = [tmp_path / 'cli' / name for name in ('a.csv', 'b.csv')]
+    halves[0].write_text('\n'.join([HEADER, *ROWS[:4]]) + '\n', encoding='utf-8')
+    halves[1].write_text('\n'.join(ROWS[4:]) + '\n', encoding='utf-8')
+    subprocess.run(['gzip', *map(str, halves)], check=True)
+    cli_gz.write_bytes(b''.join(path.with_suffix('.csv.gz').read_bytes() for path in halves))
+    for path in halves:
+        path.with_suffix('.csv.gz').unlink()
+    expected = sorted(_decode([plain], CsvToExample([str(plain)], ('clicked', 'bought'))))
+    for path in (pandas_gz, cli_gz):
+        assert sorted(_decode([path], CsvToExample([str(path)], ('clicked', 'bought')))) == \
+            expected, path
+    with pytest.raises(TypeError, match='not iterable'):
+        list(csv_executor._ReadCsvRecordsFromTextFile().process(str(cli_gz)))

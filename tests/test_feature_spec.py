@@ -49,6 +49,14 @@ def test_options_are_read_and_survive_the_custom_config_round_trip(tmp_path):
     assert FeatureSpec.from_dict(spec.to_dict()) == spec
 
 
+def test_blank_option_of_id_columns(tmp_path):
+    """A blank id stops by default; `blank: oov` reads it as an unknown id. The option reaches
+    ExampleGen's input check (blank_ids) and the Transform (to_dict)."""
+    spec = _load(tmp_path, GOOD.replace('[site,', '[{name: site, blank: oov},'))
+    assert spec.blank_ids == {'site': 'oov', 'os': 'stop'}
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+
+
 @pytest.mark.parametrize('text, message', [
     (GOOD.replace('dense: [', 'dense: [clicked, '), "'clicked' is both label and dense "
                                                     '(a label listed as a feature)'),
@@ -65,6 +73,11 @@ def test_options_are_read_and_survive_the_custom_config_round_trip(tmp_path):
      "categorical column 'site': entity='shop' must be one of user, item"),
     (GOOD.replace('hour]', '{name: hour, entity: 1}]'),
      "dense column 'hour': entity=1 must be one of user, item"),
+    (GOOD.replace('[site,', '[{name: site, blank: unknown},'),
+     "categorical column 'site': blank='unknown' must be stop (a blank id stops the run, the "
+     'default) or oov (a blank id is an unknown id)'),
+    (GOOD.replace('hour]', '{name: hour, blank: oov}]'),
+     "unknown key(s) ['blank'] in dense entry 'hour'"),
     (GOOD.replace('slices: [os]', 'slices: [bid]'), "slice 'bid' is not a categorical column"),
     (GOOD.replace('dense: [', 'dense: [click, '),
      "feature 'click' collides with a name the Transform produces"),

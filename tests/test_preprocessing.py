@@ -2,9 +2,14 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
 from conftest import PROBE_USERS, SPEC, TRAIN_USER_COUNTS, VOCABULARY
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from trainer import features
+from trainer.preprocessing import preprocessing_fn
 
 
 def _column(rows, name):
@@ -107,3 +112,31 @@ def test_labels_pass_through_as_floats(transform_run):
         assert spec[name].dtype.name == 'float32'
         np.testing.assert_array_equal(_column(transform_run.train_rows, name),
                                       transform_run.train_df[name].to_numpy(np.float64))
+
+
+def test_blank_ids_of_an_optional_column_are_out_of_vocabulary(tmp_path):
+    """`blank: oov`: the id column is optional in the schema (a VarLenFeature, as `make schema`
+    writes it); its vocabulary is computed over the present ids only, so the most frequent
+    "value", a blank (12 rows of 30), is no vocabulary entry and a blank row gets an OOV id."""
+    spec = features.parse_feature_spec({
+        'labels': {'click': 'clicked', 'conversion': 'bought'},
+        'categorical': [{'name': 'site', 'blank': 'oov'}], 'dense': []})
+    raw_spec = {'site': tf.io.VarLenFeature(tf.string),
+                'clicked': tf.io.FixedLenFeature([], tf.int64),
+                'bought': tf.io.FixedLenFeature([], tf.int64)}
+    sites = [[b'a']] * 10 + [[b'b']] * 8 + [[]] * 12
+    rows = [{'site': site, 'clicked': 1, 'bought': 0} for site in sites]
+    config = {'features': spec.to_dict(), 'vocabulary': {'top_k': 10, 'frequency_threshold': 1,
+                                                         'num_oov_buckets': 2}}
+    with tft_beam.Context(temp_dir=str(tmp_path)):
+        (transformed, _), transform_fn = (
+            (rows, dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(
+                raw_spec)))
+            | tft_beam.AnalyzeAndTransformDataset(
+                lambda inputs: preprocessing_fn(inputs, config)))
+    _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / 'transform'))
+    assert tft.TFTransformOutput(str(tmp_path / 'transform')).vocabulary_by_name('site') == [
+        b'a', b'b']
+    ids = [row['site'] for row in transformed]
+    assert set(ids[:10]) == {0} and set(ids[10:18]) == {1}
+    assert len(set(ids[18:])) == 1 and ids[18] in (2, 3)  # one OOV bucket of the two

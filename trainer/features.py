@@ -40,6 +40,13 @@ MISSING_SUFFIX = '_missing'
 # experts only.
 ENTITIES = ('user', 'item')
 
+# What a blank cell of an id column means (the spec's optional `blank` key): `stop` (the default)
+# stops the run at the input check (pipeline/inputs.py) naming the lines; `oov` reads it as an
+# unknown id (an out-of-vocabulary bucket, as an id never seen in training), as in production
+# logs where e.g. the device is sometimes unknown; the schema then lets the column be missing.
+BLANK_STOP, BLANK_OOV = 'stop', 'oov'
+BLANK_OPTIONS = (BLANK_STOP, BLANK_OOV)
+
 
 def missing_indicator_name(feature: str) -> str:
     """Name of the 0/1 feature that tells the model a dense value was imputed."""
@@ -58,6 +65,7 @@ class CategoricalFeature:
     top_k: Optional[int] = None                # default: vocabulary.top_k of the pipeline config
     frequency_threshold: Optional[int] = None  # default: vocabulary.frequency_threshold
     entity: Optional[str] = None               # one of ENTITIES, or None (context)
+    blank: str = BLANK_STOP                    # what a blank cell means: one of BLANK_OPTIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +102,11 @@ class FeatureSpec:
     def columns(self) -> Tuple[str, ...]:
         """Every raw column the spec names: ids, dense values, labels."""
         return (*self.categorical_names, *self.dense_names, *self.label_columns)
+
+    @property
+    def blank_ids(self) -> Dict[str, str]:
+        """Id column -> what a blank cell in it means (BLANK_OPTIONS)."""
+        return {feature.name: feature.blank for feature in self.categorical}
 
     @property
     def embedding_dims(self) -> Dict[str, int]:
@@ -204,6 +217,12 @@ def _column(entry: Any, cls, section: str, fail):
             if value not in ENTITIES:
                 fail(f'{section} column {name!r}: entity={value!r} must be one of '
                      f'{", ".join(ENTITIES)} (leave it out for a context feature).')
+            continue
+        if key == 'blank':
+            if value not in BLANK_OPTIONS:
+                fail(f'{section} column {name!r}: blank={value!r} must be {BLANK_STOP} (a '
+                     f'blank id stops the run, the default) or {BLANK_OOV} (a blank id is an '
+                     'unknown id).')
             continue
         expected = bool if fields[key].type is bool else int
         if type(value) is not expected or (expected is int and value < 1):

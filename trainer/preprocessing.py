@@ -1,9 +1,9 @@
 """The Transform's preprocessing_fn: the one feature graph shared by training and serving.
 
-Categorical ids -> vocabulary ids (rare and unseen ids fall into hashed OOV buckets), dense
-features -> z-scores (log1p first for heavy tails; missing values imputed with the mean and
-flagged), labels renamed to the model's label names. The same graph is attached to the exported
-model, so there is no training/serving skew.
+Categorical ids -> vocabulary ids (rare, unseen and, where the spec says `blank: oov`, missing
+ids fall into hashed OOV buckets), dense features -> z-scores (log1p first for heavy tails;
+missing values imputed with the mean and flagged), labels renamed to the model's label names.
+The same graph is attached to the exported model, so there is no training/serving skew.
 """
 
 from typing import Any, Dict
@@ -44,6 +44,19 @@ def _normalise(x, log: bool):
     return tft.scale_to_z_score(x)
 
 
+def _vocabulary_ids(x, **options) -> tf.Tensor:
+    """Vocabulary ids of an id column. An optional column (a SparseTensor: the spec's `blank:
+    oov`) has its vocabulary computed over the present ids only, and a missing id takes the id
+    of an unseen value (b'' for strings, -1 for integers: an OOV bucket), so blanks never become
+    a vocabulary entry of their own."""
+    missing = b'' if x.dtype == tf.string else -1
+    if not isinstance(x, tf.SparseTensor):
+        return tft.compute_and_apply_vocabulary(_dense(x, missing), **options)
+    num_oov_buckets = options.pop('num_oov_buckets')
+    vocabulary = tft.vocabulary(x, **options)
+    return tft.apply_vocabulary(_dense(x, missing), vocabulary, num_oov_buckets=num_oov_buckets)
+
+
 def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
     """tf.Transform entry point.
 
@@ -54,13 +67,13 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> D
     vocab = from_dict(VocabularyConfig, custom_config.get('vocabulary', {}))
     outputs = {}
     for column in spec.categorical:
-        ids = _dense(inputs[column.name], b'' if inputs[column.name].dtype == tf.string else -1)
+        x = inputs[column.name]
         # Scoped by column: TFT names a vocabulary's lookup table after its graph position, and
         # tables live as long as the process; unscoped, the third id column of one spec (a
         # string) and of another (an int) would claim one table in a process that runs both.
         with tf.name_scope(column.name):
-            outputs[column.name] = tft.compute_and_apply_vocabulary(
-                ids, top_k=column.top_k or vocab.top_k,
+            outputs[column.name] = _vocabulary_ids(
+                x, top_k=column.top_k or vocab.top_k,
                 frequency_threshold=column.frequency_threshold or vocab.frequency_threshold,
                 num_oov_buckets=vocab.num_oov_buckets, vocab_filename=column.name)
     for column in spec.dense:
