@@ -42,7 +42,7 @@ export FUNNEL_SCHEMA_PATH := $(abspath $(SCHEMA))
 endif
 export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 
-.PHONY: install data run validate schema report test test-fast lint bench bench-mmoe-paper reliability clean
+.PHONY: install data run tune validate schema report test test-fast lint bench bench-mmoe-paper reliability clean
 install: $(VENV)/.installed
 
 $(UV):
@@ -68,6 +68,11 @@ run: $(if $(DATA),install,data)
 	$(PY) -m pipeline.arguments
 	$(PY) -m pipeline.local_runner
 	$(PY) -m pipeline.summary $(if $(DATA),,--truth $(SIM_DIR)/truth/summary.json)
+
+# `make run` with the Tuner on (trainer/search_space.py: its search space and budget,
+# FUNNEL_TUNER_* settings): the best trial's settings feed the Trainer.
+tune: export FUNNEL_TUNER_ENABLED := true
+tune: run
 
 # Checks new data against the schema (input check, statistics, validation, drift) without
 # training; data that passes becomes the next run's drift baseline.
