@@ -8,11 +8,12 @@ import os
 import pytest
 import tensorflow as tf
 from conftest import SPEC, write_transformed_examples
+from tfx import v1 as tfx
 from tfx.components.tuner import executor as tuner_executor
 from tfx.types import standard_artifacts
 
 from pipeline.config import ConfigError, load_config
-from trainer import search_space, train, tuning
+from trainer import search_space, train
 from trainer.config import ModelConfig
 
 SMALL = ModelConfig(num_experts=2, expert_units=(8, 4), tower_units=(4,), max_embedding_dim=4,
@@ -99,7 +100,7 @@ def test_run_fn_trains_with_the_best_hyperparameters(search, transform_run, tmp_
     best['values'].update({'num_experts': 3, search_space.EXPERT_WIDTH: 32,
                            'max_embedding_dim': 2})
     files = [str(root / 'examples' / 'Split-train' / 'data.tfrecord.gz')]
-    fn_args = tuning.tfx.components.FnArgs(
+    fn_args = tfx.components.FnArgs(
         custom_config={'model': dataclasses.asdict(SMALL), 'features': SPEC.to_dict()},
         transform_output=transform_run.transform_fn_dir, train_files=files, eval_files=files,
         model_run_dir=str(tmp_path / 'run'), serving_model_dir=str(tmp_path / 'model'),
