@@ -146,9 +146,10 @@ $(BENCH_DEEPCTR)/.installed: bench/requirements-deepctr.txt | $(UV)
 	$(UV) pip check --python $(BENCH_DEEPCTR)/bin/python
 	touch $@
 
-# Also runs the MMoE-paper reproduction (bench/mmoe_paper.py).
+# Also runs the MMoE-paper reproduction (bench/mmoe_paper.py), and the Tuner's search at the main
+# size (10 trials; its best settings against the defaults, every seed).
 bench-quality: install bench-deepctr-venv bench-mmoe-paper
-	$(PY) -m bench.quality $(BENCH_ARGS)
+	$(PY) -m bench.quality --tune-trials 10 $(BENCH_ARGS)
 
 # Transfer gain and Pareto front (bench/tradeoffs.py) at 100k rows (run time: bench/README.md): every
 # architecture with its single-task baseline on 3 seeds, a click:conversion loss-weight sweep on

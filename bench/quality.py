@@ -13,10 +13,11 @@ its single-task baseline and, with --loss-weights, the Pareto front of click vs 
 (bench/tradeoffs.py). The markdown tables are printed and written to --out (the Pareto points
 also as JSON, --pareto-json).
 
-With --tune-trials N (default 10; 0: off), the Tuner's search (trainer/tuning.py: the pipeline's
-tuner_fn search, here on the benchmark's train and validation arrays, model seed 0) runs at the
-main size first; its best settings train as the system TUNED for every seed next to MMoE + ESMM's
-defaults, and the report compares them task by task against the seed spread.
+With --tune-trials N (`make bench-quality`: 10; default 0, off), the Tuner's search
+(trainer/tuning.py: the pipeline's tuner_fn search, here on the benchmark's train and validation
+arrays, model seed 0) runs at the main size first; its best settings train as the system TUNED
+for every seed next to MMoE + ESMM's defaults, and the report compares them task by task against
+the seed spread.
 
 --architecture, --experts, --entity-experts, --loss, --weighting, --schedule,
 --user-item-interaction, --cross-layers and --embedding-l2 define a custom project system next to
@@ -623,7 +624,7 @@ def main(argv: Optional[List[str]] = None) -> str:
                         'e.g. 4:1,2:1,1:1,1:2,1:4 (default: no sweep, no front)')
     parser.add_argument('--sweep-seeds', type=int, default=1,
                         help='seeds per weight setting of the sweep (the first of --seeds)')
-    parser.add_argument('--tune-trials', type=int, default=10,
+    parser.add_argument('--tune-trials', type=int, default=0,
                         help=f"trials of the Tuner's search at the main size, {TUNED} with its "
                         'best settings (0: no search)')
     parser.add_argument('--tune-sample-rows', type=int, default=100_000,
