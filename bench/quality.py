@@ -435,7 +435,8 @@ def tuning_lines(size: dict) -> List[str]:
     base = load_config().model
     lines = [f'## The Tuner\'s search, at {size["rows"]:,} rows', '',
              f'{tuning["trials"]} trials (trainer/tuning.py: the configured settings, 3 random, '
-             f'then Bayesian), each on {tuning["sample_rows"]:,} train rows for '
+             f'then Bayesian), each on {min(tuning["sample_rows"], size["train_rows"]):,} '
+             f'train rows for '
              f'{tuning["trial_epochs"]} epoch(s), scored by the mean validation AUC of click, '
              f'conversion and CVR; {tuning["seconds"] / 60:.1f} min. Best trial against the '
              'defaults:', '', '| setting | default | tuned |', '|---|---|---|']
