@@ -11,16 +11,19 @@ the space.
 
 import dataclasses
 
-import keras_tuner
-
 from trainer.config import ModelConfig, require
 
 EXPERT_WIDTH = 'expert_width'  # searched: expert_units = (width, width // 2)
 
 
-def hyperparameters(config: ModelConfig) -> keras_tuner.HyperParameters:
-    """The search space, with `config`'s values as its defaults (the search's first trial):
-    a configured value outside a range widens it, or joins the choices."""
+def hyperparameters(config: ModelConfig):
+    """The search space (keras_tuner.HyperParameters), with `config`'s values as its defaults
+    (the search's first trial): a configured value outside a range widens it, or joins the
+    choices."""
+    # Imported here: pipeline/config.py reads TunerConfig below before anything imports
+    # TensorFlow (pipeline/arguments.py checks a run's settings in a second).
+    import keras_tuner
+
     hp = keras_tuner.HyperParameters()
 
     def choice(name, values, default):
