@@ -50,7 +50,7 @@ export FUNNEL_BEAM_RUNNER := $(RUNNER)
 endif
 ENGINE_JARS := $(if $(filter flink spark,$(RUNNER)),jars)
 
-.PHONY: install data run validate schema report test test-fast lint bench bench-input bench-mmoe-paper reliability clean jars
+.PHONY: install data run tune validate schema report test test-fast lint bench bench-input bench-mmoe-paper reliability clean jars
 install: $(VENV)/.installed
 
 $(UV):
@@ -81,6 +81,11 @@ run: $(if $(DATA),install,data) $(ENGINE_JARS)
 	$(PY) -m pipeline.arguments
 	$(PY) -m pipeline.local_runner
 	$(PY) -m pipeline.summary $(if $(DATA),,--truth $(SIM_DIR)/truth/summary.json)
+
+# `make run` with the Tuner on (trainer/search_space.py: its search space and budget,
+# FUNNEL_TUNER_* settings): the best trial's settings feed the Trainer.
+tune: export FUNNEL_TUNER_ENABLED := true
+tune: run
 
 # Checks new data against the schema (input check, statistics, validation, drift) without
 # training; data that passes becomes the next run's drift baseline.
@@ -166,9 +171,10 @@ $(BENCH_DEEPCTR)/.installed: bench/requirements-deepctr.txt | $(UV)
 	$(UV) pip check --python $(BENCH_DEEPCTR)/bin/python
 	touch $@
 
-# Also runs the MMoE-paper reproduction (bench/mmoe_paper.py).
+# Also runs the MMoE-paper reproduction (bench/mmoe_paper.py), and the Tuner's search at the main
+# size (10 trials; its best settings against the defaults, every seed).
 bench-quality: install bench-deepctr-venv bench-mmoe-paper
-	$(PY) -m bench.quality $(BENCH_ARGS)
+	$(PY) -m bench.quality --tune-trials 10 $(BENCH_ARGS)
 
 # Transfer gain and Pareto front (bench/tradeoffs.py) at 100k rows (run time: bench/README.md): every
 # architecture with its single-task baseline on 3 seeds, a click:conversion loss-weight sweep on

@@ -13,6 +13,12 @@ its single-task baseline and, with --loss-weights, the Pareto front of click vs 
 (bench/tradeoffs.py). The markdown tables are printed and written to --out (the Pareto points
 also as JSON, --pareto-json).
 
+With --tune-trials N (`make bench-quality`: 10; default 0, off), the Tuner's search
+(trainer/tuning.py: the pipeline's tuner_fn search, here on the benchmark's train and validation
+arrays, model seed 0) runs at the main size first; its best settings train as the system TUNED
+for every seed next to MMoE + ESMM's defaults, and the report compares them task by task against
+the seed spread.
+
 --architecture, --experts, --entity-experts, --loss, --weighting, --schedule,
 --user-item-interaction, --cross-layers and --embedding-l2 define a custom project system next to
 the named ones; a combination the configuration refuses stops the run
@@ -45,6 +51,7 @@ from trainer.config import (
     USER_ITEM_INTERACTIONS,
     ConfigError,
 )
+from trainer.search_space import TunerConfig
 
 # Project systems: ModelConfig overrides (every architecture with ESMM, every loss with MMoE and
 # with the single-task networks, the learnt task weightings). --architecture etc. add a custom one.
@@ -91,6 +98,7 @@ TASKS = (
 DEFAULT_EPOCHS = {100_000: 4, 1_000_000: 2, 4_000_000: 1}  # fits the 90-minute budget
 SLICE_MIN_POSITIVES = 100  # slices whose calibration is judged against the slice band
 CALIBRATION_TARGET = (0.95, 1.05)  # overall calibration of click and conversion
+TUNED = f'{MAIN}, tuned'  # MAIN with the Tuner's best settings (--tune-trials)
 
 
 def task_rows(test: Dict[str, np.ndarray], clicked_only: bool) -> np.ndarray:
@@ -200,15 +208,60 @@ def run_project(system: str, changes: dict, data_dir: str, epochs: int, rows: in
     return result
 
 
+def tuned_changes(data_dir: str, settings) -> Tuple[Dict[str, object], float]:
+    """The search of trainer/tuning.py on the train and validation arrays, from MAIN's
+    settings with seed 0: the settings its best trial changes, and its wall time."""
+    import tensorflow_transform as tft
+
+    from trainer import calibration, search_space, tuning
+    from trainer.in_memory import epoch_batches
+    from trainer.labels import split_labels
+    from trainer.train import build_compiled_model
+
+    start = time.time()
+    tft_output = tft.TFTransformOutput(os.path.join(data_dir, 'transform_fn'))
+    spec = load_config().feature_spec
+    base = _config({**PROJECT_SYSTEMS[MAIN], 'seed': 0})
+    sample, validation = ({name: values[:rows] for name, values in shared.load(
+        data_dir, split).items()} for split, rows in (('train', settings.sample_rows),
+                                                      ('validation', settings.validation_rows)))
+
+    def validation_rows(model):
+        return calibration.Rows({name: value.reshape(-1) for name, value in
+                                 shared.predict(model, validation).items()},
+                                {name: validation[name] for name in features.LABELS}, {})
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tuner = tuning.FunnelTuner(
+            base, settings, build_model=lambda c: build_compiled_model(c, tft_output, spec),
+            train_batches=lambda c: epoch_batches(sample, c.batch_size, c.seed).repeat().map(
+                split_labels),
+            validation_rows=validation_rows, directory=tmp)
+        tuner.search()
+        best = search_space.apply(base, tuner.get_best_hyperparameters()[0].values)
+    changes = {field.name: getattr(best, field.name) for field in dataclasses.fields(best)
+               if getattr(best, field.name) != getattr(base, field.name)}
+    logging.info('%d-trial search: %.0f s, best changes %s', settings.max_trials,
+                 time.time() - start, changes)
+    return changes, time.time() - start
+
+
 def run_size(rows: int, systems: List[str], project: Mapping[str, dict], seeds: int,
              epochs: int, data_root: str, sim_seed: int,
              loss_weights: Optional[Mapping[str, Tuple[float, float]]] = None,
-             sweep_seeds: int = 1) -> dict:
+             sweep_seeds: int = 1, tune=None) -> dict:
     """Every system on one data size: the project's seed by seed, then DeepCTR's (one process);
     then, with `loss_weights`, each project system with static task weights again at each weight
     setting (tradeoffs.parse_weights) for `sweep_seeds` seeds. `project`: system -> ModelConfig
-    changes."""
+    changes. With `tune` (a TunerConfig), the search first, and its best settings as TUNED."""
     data_dir = data.prepare(rows, sim_seed, data_root)
+    tuning = None
+    if tune:
+        changes, seconds = tuned_changes(data_dir, tune)
+        tuning = {'changes': changes, 'seconds': seconds, 'trials': tune.max_trials,
+                  'sample_rows': tune.sample_rows, 'trial_epochs': tune.trial_epochs}
+        project = {**project, TUNED: {**PROJECT_SYSTEMS[MAIN], **changes}}
+        systems = [*systems, TUNED]
     test = shared.load(data_dir, 'test')
     bayes = bayes_aucs(data_dir, test)
     truth = {**shared.load(data_dir, 'truth'), 'examples_per_s': float('nan')}
@@ -245,7 +298,7 @@ def run_size(rows: int, systems: List[str], project: Mapping[str, dict], seeds: 
             'test_rows': len(click), 'clicked_test_rows': int(click.sum()),
             'epochs': epochs, 'bayes': bayes, 'bayes_scores': scores(truth, test, bayes),
             'results': results, 'sweep': sweep,
-            'sweep_seeds': sweep_seeds}
+            'sweep_seeds': sweep_seeds, 'tuning': tuning}
 
 
 def _config(changes: Mapping[str, object]):
@@ -373,6 +426,39 @@ def target_lines(main: dict, curve: List[dict]) -> List[str]:
     return lines
 
 
+def tuning_lines(size: dict) -> List[str]:
+    """The search's best settings against the defaults, and per task whether they beat the
+    defaults beyond seed noise (mean difference above twice the larger seed std)."""
+    tuning = size.get('tuning')
+    if not tuning or TUNED not in size['results']:
+        return []
+    base = load_config().model
+    lines = [f'## The Tuner\'s search, at {size["rows"]:,} rows', '',
+             f'{tuning["trials"]} trials (trainer/tuning.py: the configured settings, 3 random, '
+             f'then Bayesian), each on {min(tuning["sample_rows"], size["train_rows"]):,} '
+             f'train rows for '
+             f'{tuning["trial_epochs"]} epoch(s), scored by the mean validation AUC of click, '
+             f'conversion and CVR; {tuning["seconds"] / 60:.1f} min. Best trial against the '
+             'defaults:', '', '| setting | default | tuned |', '|---|---|---|']
+    lines += [f'| {name} | {getattr(base, name)} | {value} |'
+              for name, value in tuning['changes'].items()] or ['| (none: the defaults won) | | |']
+    lines += ['', f'{TUNED} against {MAIN}, every seed:', '']
+    seeds = len(size['results'][TUNED])
+    for task, *_ in TASKS[:3]:
+        column = f'{task} AUC / Bayes'
+        tuned = [run[column] for run in size['results'][TUNED]]
+        default = [run[column] for run in size['results'][MAIN]]
+        noise = 2 * max(np.std(tuned), np.std(default))
+        diff = np.mean(tuned) - np.mean(default)
+        verdict = ('one seed: seed noise unknown' if seeds < 2 else
+                   'beyond seed noise' if abs(diff) > noise else 'within seed noise')
+        lines.append(f'- {column}: {np.mean(tuned):.4f} vs {np.mean(default):.4f}, difference '
+                     f'{diff:+.4f} ({verdict}; per seed tuned ' + ', '.join(
+                         f'{v:.4f}' for v in tuned) + ', defaults ' + ', '.join(
+                         f'{v:.4f}' for v in default) + ').')
+    return lines + ['']
+
+
 def curve_table(curve: List[dict]) -> List[str]:
     lines = ['| rows | train rows | epochs | ' + ' | '.join(
         f'{task} AUC / Bayes' for task, *_ in TASKS) + ' | examples/s |',
@@ -431,7 +517,7 @@ def report(grid: List[dict], curve: List[dict], args, elapsed: float) -> str:
         lines += [f'## Targets, at {grid[0]["rows"]:,} rows', ''] + targets + [
             '']
     if grid:
-        lines += tradeoff_lines(grid[0], args)
+        lines += tuning_lines(grid[0]) + tradeoff_lines(grid[0], args)
     return '\n'.join(lines)
 
 
@@ -539,6 +625,11 @@ def main(argv: Optional[List[str]] = None) -> str:
                         'e.g. 4:1,2:1,1:1,1:2,1:4 (default: no sweep, no front)')
     parser.add_argument('--sweep-seeds', type=int, default=1,
                         help='seeds per weight setting of the sweep (the first of --seeds)')
+    parser.add_argument('--tune-trials', type=int, default=0,
+                        help=f"trials of the Tuner's search at the main size, {TUNED} with its "
+                        'best settings (0: no search)')
+    parser.add_argument('--tune-sample-rows', type=int, default=100_000,
+                        help='train rows each trial trains on (trainer/search_space.py)')
     parser.add_argument('--sim-seed', type=int, default=0)
     parser.add_argument('--data-root', default=os.path.join(REPO_ROOT, 'data', 'bench'))
     parser.add_argument('--out', default=os.path.join(REPO_ROOT, 'bench', 'results', 'quality.md'))
@@ -568,6 +659,8 @@ def main(argv: Optional[List[str]] = None) -> str:
                      'DeepCTR systems out of --systems')
     epochs = {int(float(r)): int(e) for r, e in (p.split(':') for p in args.epochs.split(',') if p)}
 
+    tune = TunerConfig(enabled=True, max_trials=args.tune_trials,
+                       sample_rows=args.tune_sample_rows) if args.tune_trials else None
     start, grid, curve = time.time(), [], []
     grid_rows = sorted(_rows_list(args.grid_rows), reverse=True)
     runs = [(rows, systems, grid) for rows in grid_rows]
@@ -577,7 +670,8 @@ def main(argv: Optional[List[str]] = None) -> str:
         sizes.append(run_size(rows, size_systems, args.project, args.seeds, epochs.get(rows, 1),
                               args.data_root, args.sim_seed,
                               loss_weights=args.loss_weights if i == 0 else None,
-                              sweep_seeds=args.sweep_seeds))
+                              sweep_seeds=args.sweep_seeds,
+                              tune=tune if i == 0 and MAIN in size_systems else None))
         text = report(grid, curve, args, time.time() - start)
         results_file.write(args.out, text)
         if i == 0 and pareto_points(grid[0], args):  # the sweep runs at the main size only

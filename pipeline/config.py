@@ -22,6 +22,7 @@ from typing import Mapping, Optional, Tuple
 
 from trainer import features
 from trainer.config import ENV_PREFIX, ConfigError, ModelConfig, VocabularyConfig, require
+from trainer.search_space import TunerConfig
 
 SPAN = '{SPAN}'  # TFX ExampleGen's span placeholder
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -172,6 +173,7 @@ class PipelineConfig:
     beam: BeamConfig = BeamConfig()    # the Beam runner (direct, flink, spark)
     vocabulary: VocabularyConfig = VocabularyConfig()
     model: ModelConfig = ModelConfig()
+    tuner: TunerConfig = TunerConfig()  # the optional Tuner's search (trainer/search_space.py)
     evaluation: EvaluationConfig = EvaluationConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()  # read by kubeflow/runner.py only
 
@@ -219,6 +221,11 @@ class PipelineConfig:
         """What run_fn reads (trainer/train.py)."""
         return {'model': dataclasses.asdict(self.model), 'features': self.feature_spec.to_dict()}
 
+    @property
+    def tuner_custom_config(self) -> dict:
+        """What tuner_fn reads (trainer/tuning.py): the Trainer's, and the search's settings."""
+        return {**self.trainer_custom_config, 'tuner': dataclasses.asdict(self.tuner)}
+
     def validate(self) -> 'PipelineConfig':
         require(not self.span_folder or (SPAN in self.span_folder and '/' not in self.span_folder
                                          and '*' not in self.span_folder),
@@ -239,6 +246,7 @@ class PipelineConfig:
         spec = self.feature_spec
         self.vocabulary.validate()
         self.model.validate()
+        self.tuner.validate()
         if self.model.entity_experts or self.model.user_item_interaction != 'none':
             features.entity_inputs(spec.input_entities, spec.categorical_names + spec.dense_names,
                                    source=self.feature_spec_path)

@@ -119,7 +119,8 @@ def create_pipeline(config: PipelineConfig,
                     metadata_connection_config: Optional[
                         metadata_store_pb2.ConnectionConfig] = None,
                     span: Optional[int] = None) -> tfx.dsl.Pipeline:
-    """ExampleGen -> statistics, schema, validation -> Transform -> Trainer -> Evaluator -> Pusher.
+    """ExampleGen -> statistics, schema, validation -> Transform -> (Tuner) -> Trainer ->
+    Evaluator -> Pusher.
 
     The Pusher also needs the serving contract check's blessing (components/serving_contract.py).
     With daily data, ExampleGen reads span `span` (None: the latest it finds), Transform and
@@ -154,6 +155,17 @@ def create_pipeline(config: PipelineConfig,
         production_version=(newest_complete_version(config.serving_model_dir) or ''
                             if metadata_connection_config else ''))
 
+    # Optional (config.tuner.enabled): KerasTuner trials on the train split, scored on the
+    # validation split (trainer/tuning.py); the best trial's settings feed the Trainer.
+    tuner = tfx.components.Tuner(
+        module_file=config.module_file,
+        examples=transform.outputs['transformed_examples'],
+        transform_graph=transform.outputs['transform_graph'],
+        schema=schema_importer.outputs['result'],
+        train_args=tfx.proto.TrainArgs(splits=['train']),
+        eval_args=tfx.proto.EvalArgs(splits=['validation']),
+        custom_config=config.tuner_custom_config) if config.tuner.enabled else None
+
     trainer = Trainer(
         module_file=config.module_file,
         examples=transform.outputs['transformed_examples'],
@@ -161,6 +173,7 @@ def create_pipeline(config: PipelineConfig,
         schema=schema_importer.outputs['result'],
         # Only when warm starting: a new blessed model would otherwise void the Trainer's cache.
         base_model=production_model.outputs['model'] if config.model.warm_start else None,
+        hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
         # The splits only: the steps are the model settings' (train_steps, eval_steps), which
         # reach the trainer once, in custom_config.
         train_args=tfx.proto.TrainArgs(splits=['train']),
@@ -186,5 +199,6 @@ def create_pipeline(config: PipelineConfig,
 
     return _pipeline(
         config, ingest + ([span_window] if span_window else []) + [
-            transform, production_model, trainer, serving_contract, evaluator, pusher],
+            transform, production_model, *([tuner] if tuner else []), trainer,
+            serving_contract, evaluator, pusher],
         metadata_connection_config)

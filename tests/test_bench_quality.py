@@ -183,3 +183,17 @@ def test_custom_system_names_its_choices():
         'custom: mmoe + esmm, 2 experts, 1 user + 1 item experts, gradnorm weights': {
             'architecture': 'mmoe', 'task_weighting': 'gradnorm', 'entity_experts': 1,
             'num_experts': 2}}
+
+
+def test_tuners_search_is_compared_with_the_defaults(tmp_path, data_root):
+    """--tune-trials: the pipeline's search (trainer/tuning.py) on the bench arrays; its best
+    settings train as their own system, reported against the defaults task by task."""
+    text = quality.main(TINY + ['--seeds', '1', '--systems', quality.MAIN, '--tune-trials', '2',
+                                '--tune-sample-rows', '2000', '--data-root', data_root,
+                                '--out', str(tmp_path / 'q.md')])
+    _, _, _, *systems = _table_rows(text, '## 6,000 rows')
+    assert [row[0] for row in systems] == [quality.MAIN, quality.TUNED]
+    section = text.split("## The Tuner's search, at 6,000 rows", 1)[1]
+    assert '2 trials' in section
+    for task in ('click', 'conversion', 'CVR on clicked'):
+        assert f'- {task} AUC / Bayes: ' in section and 'one seed: seed noise unknown' in section

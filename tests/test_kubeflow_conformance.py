@@ -8,7 +8,7 @@ DirectRunner (compiled in, as a user would compile Flink or Dataflow arguments).
 Two daily runs of the same package on tiny data: the first (days 1-2 on disk) ingests day 2,
 has no model in production and pushes; the second (day 3 added) ingests day 3 and its
 Evaluator compares the candidate with the model the first run pushed, which also warm-starts
-its Trainer.
+its Trainer. The Tuner is on: its best trial's settings reach the Trainer.
 """
 
 import json
@@ -43,6 +43,9 @@ SETTINGS = {
     'FUNNEL_MODEL_CALIBRATION': 'false', 'FUNNEL_EVALUATION_GATE_CALIBRATION': 'false',
     # and, in a split, no conversion at all at times: no minimum of rows per label class.
     'FUNNEL_EVALUATION_MIN_CLASS_ROWS': '0', 'FUNNEL_EVALUATION_MIN_EVAL_POSITIVES': '0',
+    # The optional Tuner, on (trainer/tuning.py): two trials of a few steps.
+    'FUNNEL_TUNER_ENABLED': 'true', 'FUNNEL_TUNER_MAX_TRIALS': '2',
+    'FUNNEL_TUNER_SAMPLE_ROWS': '1000', 'FUNNEL_TUNER_TRIAL_EPOCHS': '1',
 }
 
 
@@ -130,3 +133,18 @@ def test_second_run_warm_starts_from_the_model_in_production(runs):
     assert (os.path.join(production['uri'], 'Format-Serving')
             in (second_logs / 'Trainer.log').read_text())
     assert 'no blessed model yet' in (first_logs / 'Trainer.log').read_text()
+
+
+def test_the_tuners_best_hyperparameters_reach_the_trainer(runs):
+    """TFX's entrypoint ran the Tuner (a container executor like the others); the Trainer of
+    the same run logs its settings with the best trial's values."""
+    _, _, outputs, logs = runs
+    for run, log_dir in zip(outputs, logs):
+        best_path = os.path.join(_artifact(run, 'Tuner', 'best_hyperparameters')['uri'],
+                                 'best_hyperparameters.txt')
+        with open(best_path) as f:
+            best = json.load(f)['values']
+        trainer_log = (log_dir / 'Trainer.log').read_text()
+        assert "with the Tuner's best hyperparameters" in trainer_log
+        for name in ('num_experts', 'batch_size', 'max_embedding_dim', 'learning_rate'):
+            assert f'{name}={best[name]!r}' in trainer_log, name

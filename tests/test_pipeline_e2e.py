@@ -391,3 +391,34 @@ def test_same_seed_and_data_give_the_same_model(pipeline_config, first_run, tmp_
     reliability('two trainings, same seed and data', 'reproduced',
                 f'{len(examples)} eval rows, largest prediction difference: '
                 + ', '.join(f'{name} {value:.2g}' for name, value in differences.items()))
+
+
+# The Tuner on (trainer/tuning.py): three trials of a few steps, in the first runs' folder (the
+# Transform is cached), after the worse candidate.
+TUNER = {'FUNNEL_TUNER_ENABLED': 'true', 'FUNNEL_TUNER_MAX_TRIALS': '3',
+         'FUNNEL_TUNER_SAMPLE_ROWS': '5000', 'FUNNEL_TUNER_TRIAL_EPOCHS': '1'}
+
+
+@pytest.fixture(scope='module')
+def tuned_run(root, pipeline_config, worse_run):
+    return _run(load_config(env=_settings(root, **TUNER)))
+
+
+def test_tuners_best_hyperparameters_reach_the_trainer(tuned_run, pipeline_config):
+    """The Tuner ran (its wall time is in the summary) and the Trainer's exported model has the
+    best trial's experts and expert width."""
+    states = _states(tuned_run)
+    assert set(states) == EXPECTED_COMPONENTS | {'Tuner'}
+    assert states['Tuner'] == states['Trainer'] == 'COMPLETE'
+    [tuner_seconds] = [row['seconds'] for row in tuned_run['components']
+                       if row['component'] == 'Tuner']
+    assert tuner_seconds > 0
+    root = pipeline_config.pipeline_root
+    [best_path] = glob.glob(f'{root}/Tuner/best_hyperparameters/*/best_hyperparameters.txt')
+    best = json.loads(Path(best_path).read_text())['values']
+    model_dir = max(glob.glob(f'{root}/Trainer/model/*/Format-Serving'),
+                    key=lambda path: int(path.split('/')[-2]))
+    shapes = {v.name: v.shape for v in tf.saved_model.load(model_dir).variables}
+    assert len({n.split('/')[1] for n in shapes if n.startswith('mmoe/expert_')}) == best[
+        'num_experts']
+    assert shapes['mmoe/expert_0/dense_0/kernel:0'][1] == best['expert_width']

@@ -2,12 +2,12 @@
 Transform's output: it trains, exports, and the SavedModel serves the funnel outputs."""
 
 import dataclasses
-import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import RAW_LABELS, SPEC, write_transformed_examples
+from tfx import v1 as tfx
 
 from trainer import features, train
 from trainer.config import ModelConfig
@@ -36,7 +36,7 @@ def test_run_fn_trains_and_exports(transform_run, examples, tmp_path, changes):
     the served p_click, p_cvr, p_conversion are [batch] probabilities, p_cvr their ratio."""
     config = dataclasses.replace(SMALL, **changes)
     config.validate()
-    fn_args = types.SimpleNamespace(
+    fn_args = tfx.components.FnArgs(
         custom_config={'model': dataclasses.asdict(config), 'features': SPEC.to_dict()},
         transform_output=transform_run.transform_fn_dir,
         train_files=[examples], eval_files=[examples],

@@ -1,4 +1,4 @@
-"""The module file given to the TFX Transform and Trainer.
+"""The module file given to the TFX Transform, Tuner and Trainer.
 
 TFX packages this folder into a wheel whose version is a hash of its files, so editing any
 trainer module invalidates the cached Transform and Trainer runs. The functions themselves are
@@ -7,3 +7,4 @@ imported from the installed `trainer` package.
 
 from trainer.preprocessing import preprocessing_fn  # noqa: F401  (looked up by name by TFX)
 from trainer.train import run_fn  # noqa: F401
+from trainer.tuning import tuner_fn  # noqa: F401

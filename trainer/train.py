@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from trainer import calibration, export, features, in_memory, model, warm_start
+from trainer import calibration, export, features, in_memory, model, search_space, warm_start
 from trainer.config import ModelConfig, from_dict
 from trainer.labels import split_labels
 
@@ -26,15 +26,18 @@ def distribution_strategy() -> tf.distribute.Strategy:
 
 
 def parsed_batches(file_pattern: List[str], tft_output: tft.TFTransformOutput, batch_size: int,
-                   seed: Optional[int] = None) -> tf.data.Dataset:
+                   seed: Optional[int] = None, max_rows: Optional[int] = None) -> tf.data.Dataset:
     """Batches of transformed features from the gzipped tf.Examples the Transform writes:
-    endless and shuffled when `seed` is given, else one pass in file order.
+    endless and shuffled when `seed` is given, else one pass in file order; of the first
+    `max_rows` examples only, if given (the Tuner's sample).
 
     Each batch is parsed as a whole, several batches at a time, so parsing uses every core (the
     streaming input's speed against the in-memory ceiling: bench/results/speed.md).
     """
     spec = tft_output.transformed_feature_spec()
     records = tf.data.TFRecordDataset(tf.io.gfile.glob(file_pattern), compression_type='GZIP')
+    if max_rows:
+        records = records.take(max_rows)
     if seed is not None:
         records = records.repeat().shuffle(SHUFFLE_BUFFER, seed=seed)
     return (records.batch(batch_size)
@@ -44,10 +47,11 @@ def parsed_batches(file_pattern: List[str], tft_output: tft.TFTransformOutput, b
 
 
 def input_fn(file_pattern: List[str], tft_output: tft.TFTransformOutput, batch_size: int,
-             seed: int) -> tf.data.Dataset:
+             seed: int, max_rows: Optional[int] = None) -> tf.data.Dataset:
     """Endless, shuffled batches of (transformed features, labels per output, sample weights
-    per output), parsed from the files as they are read."""
-    return parsed_batches(file_pattern, tft_output, batch_size, seed).map(
+    per output), parsed from the files as they are read (the first `max_rows` examples only,
+    if given)."""
+    return parsed_batches(file_pattern, tft_output, batch_size, seed, max_rows).map(
         split_labels, num_parallel_calls=tf.data.AUTOTUNE)
 
 
@@ -96,11 +100,11 @@ def load_columns(file_pattern: List[str], tft_output: tft.TFTransformOutput,
 
 def predict_split(funnel_model: tf.keras.Model, file_pattern: List[str],
                   tft_output: tft.TFTransformOutput, batch_size: int,
-                  slices: Tuple[str, ...]) -> calibration.Rows:
-    """The model's outputs, the labels and the `slices` columns' ids on every row of a split,
-    read once in order."""
+                  slices: Tuple[str, ...], max_rows: Optional[int] = None) -> calibration.Rows:
+    """The model's outputs, the labels and the `slices` columns' ids on every row of a split
+    (or its first `max_rows`), read once in order."""
     columns = {}
-    for batch in parsed_batches(file_pattern, tft_output, batch_size):
+    for batch in parsed_batches(file_pattern, tft_output, batch_size, max_rows=max_rows):
         labels = {name: batch.pop(name) for name in features.LABELS}
         outputs = funnel_model(batch, training=False)
         for name, value in [*outputs.items(), *labels.items(), *((n, batch[n]) for n in slices)]:
@@ -158,6 +162,9 @@ def build_compiled_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point (see trainer/module.py)."""
     config = from_dict(ModelConfig, fn_args.custom_config['model'])
+    if fn_args.hyperparameters:  # the Tuner's best trial (pipeline/graph.py), over the settings
+        config = search_space.apply(config, fn_args.hyperparameters['values'])
+        logging.info("Model settings with the Tuner's best hyperparameters: %s", config)
     spec = features.FeatureSpec.from_dict(fn_args.custom_config['features'])
     tf.keras.utils.set_random_seed(config.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
