@@ -66,8 +66,7 @@ $(SIM_DIR)/truth/summary.json: | $(VENV)/.installed
 
 run: $(if $(DATA),install,data)
 	$(PY) -m pipeline.arguments
-	$(PY) -m pipeline.local_runner
-	$(PY) -m pipeline.summary $(if $(DATA),,--truth $(SIM_DIR)/truth/summary.json)
+	$(PY) -m pipeline.local_runner --summary $(if $(DATA),,--truth $(SIM_DIR)/truth/summary.json)
 
 # Checks new data against the schema (input check, statistics, validation, drift) without
 # training; data that passes becomes the next run's drift baseline.

@@ -44,6 +44,7 @@ SERVING, TRAINING = 'SERVING', 'TRAINING'
 
 # Drift thresholds of the inferred comparators (the curated schema's): far above the distance
 # between two independent samples of the simulator, far below a change of units.
+PROGRESS = logging.getLogger('funnel.schema')  # lines for the terminal (pipeline/run_log.py)
 DENSE_DRIFT_JSD = 0.3       # Jensen-Shannon divergence, dense and integer columns
 CATEGORICAL_DRIFT_LINF = 0.1  # L-infinity distance of the value shares, string columns
 
@@ -150,14 +151,14 @@ def infer_schema(config: config_lib.PipelineConfig) -> schema_pb2.Schema:
             f'The schema folder {schema_dir} holds other files too ({others}); the pipeline '
             'imports the whole folder, so give the schema a folder of its own.')
     start = time.time()
-    logging.info('Computing statistics of %d file(s) in %s ...', len(files), folder)
+    PROGRESS.info('Computing statistics of %d file(s) in %s ...', len(files), folder)
     statistics = _statistics(files, config.data_format, spec.label_columns)
     schema = apply_feature_spec(tfdv.infer_schema(statistics, infer_feature_shape=True), spec,
                                 folder)
     protective_rules(schema, statistics, spec)
     tf.io.gfile.makedirs(schema_dir)
     tfdv.write_schema_text(schema, config.schema_path)
-    logging.info('Wrote the schema of %d columns to %s in %.1f s: value ranges and drift '
+    PROGRESS.info('Wrote the schema of %d columns to %s in %.1f s: value ranges and drift '
                  'thresholds of the spec\'s columns included. Review it (README, "Your own '
                  'impression logs") before the first run.', len(schema.feature),
                  config.schema_path, time.time() - start)
@@ -165,13 +166,15 @@ def infer_schema(config: config_lib.PipelineConfig) -> schema_pb2.Schema:
 
 
 def main() -> int:
-    run_log.configure_logging()
     try:
-        infer_schema(config_lib.load_config())
-    except (config_lib.ConfigError, features.FeatureSpecError, inputs.InputDataError) as e:
-        logging.error('%s', e)
+        config = config_lib.load_config()
+    except (config_lib.ConfigError, features.FeatureSpecError) as e:
+        print(f'error: {e}', file=sys.stderr)
         return 2
-    return 0
+    return run_log.logged(config.log_dir, config.run.full_log_to_terminal,
+                          lambda log: infer_schema(config),
+                          lambda: (config_lib.ConfigError, features.FeatureSpecError,
+                                   inputs.InputDataError))
 
 
 if __name__ == '__main__':
