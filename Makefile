@@ -46,23 +46,27 @@ export FUNNEL_DATA_ROOT ?= $(CURDIR)/$(SIM_DIR)/examples
 install: $(VENV)/.installed
 
 $(UV):
-	$(PYTHON) -m venv .uv
-	.uv/bin/pip install --quiet uv==$(UV_VERSION)
+	@echo 'Installing uv $(UV_VERSION) into .uv/'
+	@$(PYTHON) -m venv .uv
+	@.uv/bin/pip install --quiet uv==$(UV_VERSION)
 
 # Bytecode is compiled once at install: every process that imports TFX (each task of the
 # Kubeflow conformance test, the TFX CLI) would otherwise compile its sources again wherever
-# PYTHONDONTWRITEBYTECODE is set.
+# PYTHONDONTWRITEBYTECODE is set. Quiet (one line, errors only): `make run` on a fresh clone
+# prints about 60 lines, not one per installed package.
 $(VENV)/.installed: requirements.txt pyproject.toml | $(UV)
-	test -x $(PY) || $(UV) venv --seed --python $(PYTHON) $(VENV)
-	$(UV) pip install --python $(PY) --no-deps --compile-bytecode -r requirements.txt
-	$(UV) pip install --python $(PY) --no-deps -e .
-	$(UV) pip check --python $(PY)
-	touch $@
+	@echo 'Installing the pinned packages of requirements.txt into $(VENV)/ (uv)'
+	@test -x $(PY) || $(UV) venv --quiet --seed --python $(PYTHON) $(VENV)
+	@$(UV) pip install --quiet --python $(PY) --no-deps --compile-bytecode -r requirements.txt
+	@$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	@$(UV) pip check --python $(PY)
+	@touch $@
 
 data: $(SIM_DIR)/truth/summary.json
 
+# The simulator's summary (rates, Bayes AUCs) is in its log lines and in truth/summary.json.
 $(SIM_DIR)/truth/summary.json: | $(VENV)/.installed
-	$(PY) -m simulator --rows $(ROWS) --seed $(SEED) --out $(SIM_DIR)
+	$(PY) -m simulator --rows $(ROWS) --seed $(SEED) --out $(SIM_DIR) > /dev/null
 
 run: $(if $(DATA),install,data)
 	$(PY) -m pipeline.arguments
