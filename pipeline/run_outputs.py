@@ -30,7 +30,7 @@ MetricTable = Dict[Tuple[str, str], Dict[str, Dict[str, float]]]
 
 
 @dataclasses.dataclass(frozen=True)
-class LatestEvaluation:
+class Evaluation:
     """A ModelEvaluation and whether its ModelBlessing blessed the model."""
     uri: str
     blessed: bool
@@ -43,10 +43,10 @@ def latest_artifact(store: metadata_store.MetadataStore,
 
 
 def _evaluation(evaluation: Optional[metadata_store_pb2.Artifact],
-                blessing: Optional[metadata_store_pb2.Artifact]) -> Optional[LatestEvaluation]:
+                blessing: Optional[metadata_store_pb2.Artifact]) -> Optional[Evaluation]:
     if evaluation is None:
         return None
-    return LatestEvaluation(uri=evaluation.uri, blessed=bool(
+    return Evaluation(uri=evaluation.uri, blessed=bool(
         blessing and blessing.custom_properties['blessed'].int_value))
 
 
@@ -57,7 +57,7 @@ def _pushed_to(pushed: Optional[metadata_store_pb2.Artifact]) -> Optional[str]:
     return pushed.custom_properties['pushed_destination'].string_value
 
 
-def latest_evaluation(store: metadata_store.MetadataStore) -> Optional[LatestEvaluation]:
+def latest_evaluation(store: metadata_store.MetadataStore) -> Optional[Evaluation]:
     return _evaluation(latest_artifact(store, 'ModelEvaluation'),
                        latest_artifact(store, 'ModelBlessing'))
 
@@ -101,7 +101,7 @@ def output_artifacts(store: metadata_store.MetadataStore,
 
 
 def run_evaluation(outputs: Dict[str, metadata_store_pb2.Artifact]
-                   ) -> Optional[LatestEvaluation]:
+                   ) -> Optional[Evaluation]:
     return _evaluation(outputs.get('ModelEvaluation'), outputs.get('ModelBlessing'))
 
 

@@ -429,6 +429,7 @@ def test_the_terminal_shows_components_progress_and_summary_the_log_the_rest(res
     progress, the summary: at most 60 lines; TFX's and Beam's log is in the file."""
     _, resumed, config, (stderr, stdout), _ = resumed_run
     terminal = stderr.splitlines() + stdout.splitlines()
+    print('\n'.join(terminal))  # shown by pytest -s or -rP
     assert len(terminal) <= 60, '\n'.join(terminal)
     full_log = _full_log(stderr)
     assert full_log.parent == Path(config.log_dir) and full_log.is_file()
@@ -441,8 +442,8 @@ def test_the_terminal_shows_components_progress_and_summary_the_log_the_rest(res
         assert f'{component:<22} running' in lines, component
         [done] = [line for line in lines if line.startswith(f'{component:<22} done in ')]
         assert ('cached' in done) == (_states(resumed)[component] == 'CACHED'), done
-    statistics = next(line for line in lines if line.startswith('StatisticsGen '))
-    assert re.search(r'rows train [\d,]+, validation [\d,]+, eval [\d,]+$', statistics)
+    assert any(re.match(r'StatisticsGen +done in [\d.]+ s: cached, rows train [\d,]+, '
+                        r'validation [\d,]+, eval [\d,]+$', line) for line in lines), lines
     assert any(line.startswith('Pusher ') and line.endswith(f": pushed to {resumed['pushed_to']}")
                for line in lines)
     # 16,000 train rows: the cap of 200 steps (FUNNEL_MODEL_TRAIN_STEPS) is below 7 epochs.
