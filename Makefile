@@ -59,7 +59,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml | $(UV)
 	@test -x $(PY) || $(UV) venv --quiet --seed --python $(PYTHON) $(VENV)
 	@$(UV) pip install --quiet --python $(PY) --no-deps --compile-bytecode -r requirements.txt
 	@$(UV) pip install --quiet --python $(PY) --no-deps -e .
-	@$(UV) pip check --python $(PY)
+	@$(UV) pip check --quiet --python $(PY)  # prints the incompatibilities only, if any
 	@touch $@
 
 data: $(SIM_DIR)/truth/summary.json
