@@ -48,7 +48,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def work(log: run_log.RunLog) -> None:
         from pipeline import local_pipeline, summary
         run_id = local_pipeline.run(config, validate_only=args.validate_only)
-        if args.summary and run_id:
+        if args.validate_only:
+            log.print('The data passed: the input check, the schema and the drift comparison '
+                      'found no anomaly.')
+        elif args.summary and run_id:
             log.print(summary.format_summary(summary.summarize(config, args.truth, run_id),
                                              components=False))
 

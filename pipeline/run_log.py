@@ -118,14 +118,22 @@ class RunLog:
         self.terminal.write(f'Full log: {self.path}\n')
         return self
 
+    def _report_warnings(self) -> None:
+        """How many warnings of other libraries went to the log since the last report."""
+        if self.handler.other_warnings:
+            self.terminal.write(f'{self.handler.other_warnings} warning(s) of TFX, Beam or '
+                                f'TensorFlow are in the full log: {self.path}\n')
+            self.terminal.flush()
+            self.handler.other_warnings = 0
+
     def print(self, text: str) -> None:
+        """Writes text (e.g. the summary) to the terminal's stdout, after the warnings' count."""
+        self._report_warnings()
         self.out.write(text + '\n')
         self.out.flush()
 
     def __exit__(self, *exc_info) -> None:
-        if self.handler.other_warnings:
-            self.terminal.write(f'{self.handler.other_warnings} warning(s) of TFX, Beam or '
-                                f'TensorFlow are in the full log: {self.path}\n')
+        self._report_warnings()
         logging.captureWarnings(False)
         root = logging.getLogger()
         for handler in list(root.handlers):

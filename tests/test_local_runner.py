@@ -56,8 +56,9 @@ def test_malformed_configuration(outputs, monkeypatch, capfd):
     assert not outputs.exists()
 
 
-def test_validate_only_flag(outputs, monkeypatch):
-    """`--validate-only` (make validate) runs the pipeline up to the gate; without it, all of it."""
+def test_validate_only_flag(outputs, monkeypatch, capfd):
+    """`--validate-only` (make validate) runs the pipeline up to the gate and says the data
+    passed; without it, all of it."""
     from pipeline import local_pipeline
 
     calls = []
@@ -66,5 +67,7 @@ def test_validate_only_flag(outputs, monkeypatch):
     with mock.patch.object(sys, 'argv', ['local_runner.py', '--validate-only']):
         assert local_runner.main() == 0
         assert sys.argv == ['local_runner.py']  # what the Beam executors will parse
+        assert capfd.readouterr().out == ('The data passed: the input check, the schema and '
+                                          'the drift comparison found no anomaly.\n')
         assert local_runner.main([]) == 0
     assert calls == [True, False]
