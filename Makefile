@@ -81,7 +81,7 @@ validate: $(if $(DATA),install,data)
 schema: install
 	@test -n "$(SPEC)" || { echo 'make schema needs DATA=... SPEC=... NAME=...: it must not overwrite the curated schema/schema.pbtxt of the simulated data.'; exit 2; }
 	$(PY) -m pipeline.arguments
-	$(PY) -m pipeline.infer_schema
+	$(PY) -m pipeline.local_runner --infer-schema
 
 # The latest evaluation (and bench/results/*.md) as one HTML page: outputs/report/index.html.
 report: install

@@ -1,7 +1,7 @@
 """Infers a first schema for your own impression logs, with the rules a curated schema has.
 
     make schema DATA=/path/to/logs SPEC=/path/to/spec.yaml NAME=...  (writes SCHEMA, see README)
-    python -m pipeline.infer_schema                                   (reads the FUNNEL_* settings)
+    python -m pipeline.local_runner --infer-schema                    (reads the FUNNEL_* settings)
 
 The files (the latest span with daily data) go through the input check and the decoding the
 pipeline's ExampleGen uses (components/example_gen.py: byte-order mark dropped, labels as
@@ -24,7 +24,6 @@ nothing else. Loosen a rule by editing that file (README, "Your own impression l
 import logging
 import math
 import os
-import sys
 import tempfile
 import time
 
@@ -36,7 +35,7 @@ from tfx_bsl.public import tfxio
 
 from components.example_gen import CsvToExample
 from pipeline import config as config_lib
-from pipeline import inputs, run_log
+from pipeline import inputs
 from trainer import features
 
 SERVING, TRAINING = 'SERVING', 'TRAINING'
@@ -164,18 +163,3 @@ def infer_schema(config: config_lib.PipelineConfig) -> schema_pb2.Schema:
                  config.schema_path, time.time() - start)
     return schema
 
-
-def main() -> int:
-    try:
-        config = config_lib.load_config()
-    except (config_lib.ConfigError, features.FeatureSpecError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    return run_log.logged(config.log_dir, config.run.full_log_to_terminal,
-                          lambda log: infer_schema(config),
-                          lambda: (config_lib.ConfigError, features.FeatureSpecError,
-                                   inputs.InputDataError))
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -2,6 +2,7 @@
 
     python -m pipeline.local_runner --summary  (what `make run` calls: the run, then its summary)
     python -m pipeline.local_runner --validate-only   (`make validate`: check data, no training)
+    python -m pipeline.local_runner --infer-schema    (`make schema`: pipeline/infer_schema.py)
     tfx pipeline create --engine=local --pipeline_path=pipeline/local_runner.py
     tfx run create --engine=local --pipeline_name=funnel-mmoe
 
@@ -32,6 +33,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--validate-only', action='store_true',
                         help='stop after the AnomaliesGate: check new data against the schema '
                              '(and make it the drift baseline when it passes), without training')
+    parser.add_argument('--infer-schema', action='store_true',
+                        help='infer a schema from the data (make schema, pipeline/infer_schema.py)'
+                             ' instead of running the pipeline')
     parser.add_argument('--summary', action='store_true',
                         help="print the run's summary at the end (pipeline/summary.py)")
     parser.add_argument('--truth', help="with --summary: the simulator's truth/summary.json, "
@@ -46,6 +50,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
 
     def work(log: run_log.RunLog) -> None:
+        if args.infer_schema:
+            from pipeline import infer_schema
+            infer_schema.infer_schema(config)
+            return
         from pipeline import local_pipeline, summary
         run_id = local_pipeline.run(config, validate_only=args.validate_only)
         if args.validate_only:
