@@ -67,8 +67,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from pipeline import run_outputs
         return run_outputs.component_facts(config.metadata_path, config.pipeline_name, component)
 
+    def last_seconds(component: str) -> Optional[float]:
+        from pipeline import run_outputs
+        return run_outputs.last_complete_seconds(config.metadata_path, config.pipeline_name,
+                                                 component)
+
     return run_log.logged(config.log_dir, config.run.full_log_to_terminal, work, user_errors,
-                          describe)
+                          describe, last_seconds)
 
 
 if __name__ == '__main__':

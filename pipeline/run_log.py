@@ -7,9 +7,10 @@ which bury the components' progress and the one error a user needs. While a RunL
   path is printed first: every logger's records, and whatever is written to this process's
   stdout and stderr (file descriptors 1 and 2: Keras's epoch lines, C++ logs, subprocesses);
 - the terminal shows one line per component as it starts and as it ends (its duration and what
-  ML Metadata says it made), the project's progress lines (loggers named `funnel.*`, e.g. the
-  Trainer's steps with the time left), the project's warnings, any error without its traceback,
-  and at the end how many warnings of other libraries the log holds.
+  ML Metadata says it made), a line a minute for a component that runs longer without one (with
+  the time left estimated from its last complete run), the project's progress lines (loggers
+  named `funnel.*`, e.g. the Trainer's steps with the time left), the project's warnings, any
+  error without its traceback, and how many warnings of other libraries the log holds.
 
 RunConfig.full_log_to_terminal (FUNNEL_RUN_FULL_LOG_TO_TERMINAL=true) leaves stdout and stderr
 on the terminal and shows every record there as well.
@@ -18,6 +19,7 @@ on the terminal and shows every record there as well.
 import logging
 import os
 import sys
+import threading
 import time
 from typing import Callable, Optional, Tuple, Type
 
@@ -28,6 +30,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FULL_FORMAT = '%(asctime)s %(levelname).1s %(name)s %(filename)s:%(lineno)d] %(message)s'
 # LocalDagRunner's records around each component (tfx/orchestration/local/local_dag_runner.py).
 STARTED, FINISHED = 'Component %s is running.', 'Component %s is finished.'
+HEARTBEAT_SECONDS = 60  # a line for a running component after this long without one
 
 
 def _project_code(path: str) -> bool:
@@ -35,21 +38,30 @@ def _project_code(path: str) -> bool:
 
 
 class TerminalHandler(logging.Handler):
-    """Writes the records a person at the terminal needs, one short line each."""
+    """Writes the records a person at the terminal needs, one short line each.
 
-    def __init__(self, stream, describe: Optional[Callable[[str], str]] = None):
+    `describe(component)` says what a finished component made; `last_seconds(component)` how
+    long its last complete run took, for the estimate of the time left in heartbeat lines."""
+
+    def __init__(self, stream, describe: Optional[Callable[[str], str]] = None,
+                 last_seconds: Optional[Callable[[str], Optional[float]]] = None):
         super().__init__(logging.INFO)
         self.stream = stream
         self.describe = describe
+        self.last_seconds = last_seconds
         self.started = {}
         self.running = None  # the component that started and has not finished
+        self.previous = None  # how long the running component's last complete run took
         self.other_warnings = 0
+        self.written = time.time()  # when the last line was written
+        self.write_lock = threading.Lock()  # Handler.lock is logging's own
 
     def line(self, record: logging.LogRecord) -> Optional[str]:
         message = record.getMessage().strip()
         if record.msg == STARTED:
             self.running = record.args[0]
             self.started[self.running] = time.time()
+            self.previous = self.last_seconds(self.running) if self.last_seconds else None
             return f'{self.running:<22} running'
         if record.msg == FINISHED:
             name = record.args[0]
@@ -68,12 +80,32 @@ class TerminalHandler(logging.Handler):
             self.other_warnings += 1
         return None
 
+    def write(self, line: str) -> None:
+        with self.write_lock:
+            self.stream.write(f'{time.strftime("%H:%M:%S")} {line}\n')
+            self.stream.flush()
+            self.written = time.time()
+
+    def heartbeat(self, every: float) -> None:
+        """A line for the running component when the terminal has had none for `every`
+        seconds: how long it has run and, from its last complete run (ML Metadata), about how
+        long it has left. Beam's stages report no progress of their own to go by."""
+        running, now = self.running, time.time()
+        if running is None or now - self.written < every:
+            return
+        elapsed = now - self.started.get(running, now)
+        estimate = ''
+        if self.previous:
+            estimate = (f' (its last complete run took {self.previous:.0f} s: about '
+                        f'{self.previous - elapsed:.0f} s left)' if elapsed < self.previous else
+                        f' (longer than its last complete run, {self.previous:.0f} s)')
+        self.write(f'{running:<22} running for {elapsed:.0f} s{estimate}')
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.line(record)
             if line:
-                self.stream.write(f'{time.strftime("%H:%M:%S")} {line}\n')
-                self.stream.flush()
+                self.write(line)
         except Exception:  # noqa: BLE001 (logging must not break the run)
             self.handleError(record)
 
@@ -82,10 +114,13 @@ class RunLog:
     """The context of one run's logging (the module docstring); `print` writes to the terminal."""
 
     def __init__(self, log_dir: str, full_log_to_terminal: bool = False,
-                 describe: Optional[Callable[[str], str]] = None):
+                 describe: Optional[Callable[[str], str]] = None,
+                 last_seconds: Optional[Callable[[str], Optional[float]]] = None,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS):
         self.full = full_log_to_terminal
         self.path = os.path.join(log_dir, f'{time.strftime("%Y%m%d-%H%M%S")}-{os.getpid()}.log')
-        self.describe = describe
+        self.describe, self.last_seconds = describe, last_seconds
+        self.heartbeat_seconds = heartbeat_seconds
 
     def __enter__(self) -> 'RunLog':
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -104,7 +139,7 @@ class RunLog:
         self._saved_root = root.level, list(root.handlers)
         for handler in self._saved_root[1]:
             root.removeHandler(handler)
-        self.handler = TerminalHandler(self.terminal, self.describe)
+        self.handler = TerminalHandler(self.terminal, self.describe, self.last_seconds)
         handlers = [logging.StreamHandler(self.file), self.handler]
         if self.full:
             handlers.append(logging.StreamHandler(self.terminal))
@@ -116,14 +151,22 @@ class RunLog:
         absl_logging.set_verbosity(absl_logging.INFO)
         logging.captureWarnings(True)
         self.terminal.write(f'Full log: {self.path}\n')
+        self._stop = threading.Event()
+        self._heartbeats = threading.Thread(target=self._beat, daemon=True)
+        self._heartbeats.start()
         return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_seconds / 4):
+            self.handler.heartbeat(self.heartbeat_seconds)
 
     def _report_warnings(self) -> None:
         """How many warnings of other libraries went to the log since the last report."""
         if self.handler.other_warnings:
-            self.terminal.write(f'{self.handler.other_warnings} warning(s) of TFX, Beam or '
-                                f'TensorFlow are in the full log: {self.path}\n')
-            self.terminal.flush()
+            with self.handler.write_lock:
+                self.terminal.write(f'{self.handler.other_warnings} warning(s) of TFX, Beam or '
+                                    f'TensorFlow are in the full log: {self.path}\n')
+                self.terminal.flush()
             self.handler.other_warnings = 0
 
     def print(self, text: str) -> None:
@@ -133,6 +176,8 @@ class RunLog:
         self.out.flush()
 
     def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._heartbeats.join()
         self._report_warnings()
         logging.captureWarnings(False)
         root = logging.getLogger()
@@ -153,13 +198,14 @@ class RunLog:
 
 def logged(log_dir: str, full_log_to_terminal: bool, work: Callable[[RunLog], None],
            user_errors: Callable[[], Tuple[Type[Exception], ...]],
-           describe: Optional[Callable[[str], str]] = None) -> int:
+           describe: Optional[Callable[[str], str]] = None,
+           last_seconds: Optional[Callable[[str], Optional[float]]] = None) -> int:
     """Runs work(log) in a RunLog; returns the exit code: 0 when it returns, 2 for one of
     user_errors() (bad input or settings: their message says what to do; a function, so that
     the modules that define them are imported once the log is open), 1 for any other
     exception (on the terminal its message and the component it stopped, in the log its
     traceback). A failed run ends with the log's path."""
-    with RunLog(log_dir, full_log_to_terminal, describe) as log:
+    with RunLog(log_dir, full_log_to_terminal, describe, last_seconds) as log:
         try:
             work(log)
             return 0

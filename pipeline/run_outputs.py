@@ -121,15 +121,34 @@ def split_rows(statistics: metadata_store_pb2.Artifact) -> Dict[str, int]:
     return rows
 
 
+def _node_executions(store: metadata_store.MetadataStore, pipeline_name: str,
+                     component: str) -> List[metadata_store_pb2.Execution]:
+    """Every execution of a component of the pipeline, oldest first."""
+    node = store.get_context_by_type_and_name('node', f'{pipeline_name}.{component}')
+    return sorted(store.get_executions_by_context(node.id) if node else [],
+                  key=lambda e: (e.create_time_since_epoch, e.id))
+
+
+def last_complete_seconds(metadata_path: str, pipeline_name: str,
+                          component: str) -> Optional[float]:
+    """How long the newest complete (not cached) execution of a component took; None if none."""
+    store = metadata_store.MetadataStore(sqlite_metadata_connection_config(metadata_path))
+    complete = [e for e in _node_executions(store, pipeline_name, component)
+                if e.last_known_state == metadata_store_pb2.Execution.COMPLETE]
+    if not complete:
+        return None
+    return (complete[-1].last_update_time_since_epoch
+            - complete[-1].create_time_since_epoch) / 1000.0
+
+
 def component_facts(metadata_path: str, pipeline_name: str, component: str) -> str:
     """What the newest execution of a component made, in a few words: cached or not, rows per
     split of statistics, blessed or not, pushed or not."""
     store = metadata_store.MetadataStore(sqlite_metadata_connection_config(metadata_path))
-    node = store.get_context_by_type_and_name('node', f'{pipeline_name}.{component}')
-    executions = store.get_executions_by_context(node.id) if node else []
+    executions = _node_executions(store, pipeline_name, component)
     if not executions:
         return ''
-    execution = max(executions, key=lambda e: (e.create_time_since_epoch, e.id))
+    execution = executions[-1]
     facts = []
     if execution.last_known_state == metadata_store_pb2.Execution.CACHED:
         facts.append('cached')

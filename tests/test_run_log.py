@@ -7,6 +7,7 @@ processes and start the real runner against it.
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -178,3 +179,24 @@ def test_a_killed_run_releases_the_lock_and_a_waiting_run_goes_on(tmp_path):
     assert waited >= 1.5
     with run_lock.pipeline_lock(metadata, 'p'):  # released: taken again at once
         pass
+
+
+def test_a_long_silent_component_gets_a_line_with_the_time_left(tmp_path, capfd):
+    """No line for `heartbeat_seconds`: a line with the time run so far and the time left,
+    estimated from the component's last complete run (here 100 s, from last_seconds)."""
+    def work(log):
+        RUNNER_LOG.info(run_log.STARTED, 'Transform')
+        time.sleep(1.0)
+        RUNNER_LOG.info(run_log.FINISHED, 'Transform')
+
+    with run_log.RunLog(str(tmp_path / 'logs'), last_seconds=lambda name: 100.0,
+                        heartbeat_seconds=0.4) as log:
+        work(log)
+    lines = [line.split(' ', 1)[1] for line in capfd.readouterr().err.splitlines()[1:]]
+    assert lines[0] == 'Transform              running'
+    beats = lines[1:-1]
+    assert 1 <= len(beats) <= 3, lines
+    for beat in beats:
+        assert re.fullmatch(r'Transform              running for [01] s \(its last complete '
+                            r'run took 100 s: about (99|100) s left\)', beat), beat
+    assert lines[-1].startswith('Transform              done in 1.')
