@@ -54,18 +54,21 @@ ENGINE_JARS := $(if $(filter flink spark,$(RUNNER)),jars)
 install: $(VENV)/.installed
 
 $(UV):
-	$(PYTHON) -m venv .uv
-	.uv/bin/pip install --quiet uv==$(UV_VERSION)
+	@echo 'Installing uv $(UV_VERSION) into .uv/'
+	@$(PYTHON) -m venv .uv
+	@.uv/bin/pip install --quiet uv==$(UV_VERSION)
 
 # Bytecode is compiled once at install: every process that imports TFX (each task of the
 # Kubeflow conformance test, the TFX CLI) would otherwise compile its sources again wherever
-# PYTHONDONTWRITEBYTECODE is set.
+# PYTHONDONTWRITEBYTECODE is set. Quiet (one line, errors only): `make run` on a fresh clone
+# prints about 60 lines, not one per installed package.
 $(VENV)/.installed: requirements.txt pyproject.toml | $(UV)
-	test -x $(PY) || $(UV) venv --seed --python $(PYTHON) $(VENV)
-	$(UV) pip install --python $(PY) --no-deps --compile-bytecode -r requirements.txt
-	$(UV) pip install --python $(PY) --no-deps -e .
-	$(UV) pip check --python $(PY)
-	touch $@
+	@echo 'Installing the pinned packages of requirements.txt into $(VENV)/ (uv)'
+	@test -x $(PY) || $(UV) venv --quiet --seed --python $(PYTHON) $(VENV)
+	@$(UV) pip install --quiet --python $(PY) --no-deps --compile-bytecode -r requirements.txt
+	@$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	@$(UV) pip check --quiet --python $(PY)  # prints the incompatibilities only, if any
+	@touch $@
 
 data: $(SIM_DIR)/truth/summary.json
 
@@ -74,13 +77,13 @@ data: $(SIM_DIR)/truth/summary.json
 jars: install
 	$(PY) -m pipeline.engines fetch $(filter flink spark,$(RUNNER))
 
+# The simulator's summary (rates, Bayes AUCs) is in its log lines and in truth/summary.json.
 $(SIM_DIR)/truth/summary.json: | $(VENV)/.installed
-	$(PY) -m simulator --rows $(ROWS) --seed $(SEED) --out $(SIM_DIR)
+	$(PY) -m simulator --rows $(ROWS) --seed $(SEED) --out $(SIM_DIR) > /dev/null
 
 run: $(if $(DATA),install,data) $(ENGINE_JARS)
 	$(PY) -m pipeline.arguments
-	$(PY) -m pipeline.local_runner
-	$(PY) -m pipeline.summary $(if $(DATA),,--truth $(SIM_DIR)/truth/summary.json)
+	$(PY) -m pipeline.local_runner --summary $(if $(DATA),,--truth $(SIM_DIR)/truth/summary.json)
 
 # `make run` with the Tuner on (trainer/search_space.py: its search space and budget,
 # FUNNEL_TUNER_* settings): the best trial's settings feed the Trainer.
@@ -96,7 +99,7 @@ validate: $(if $(DATA),install,data) $(ENGINE_JARS)
 schema: install
 	@test -n "$(SPEC)" || { echo 'make schema needs DATA=... SPEC=... NAME=...: it must not overwrite the curated schema/schema.pbtxt of the simulated data.'; exit 2; }
 	$(PY) -m pipeline.arguments
-	$(PY) -m pipeline.infer_schema
+	$(PY) -m pipeline.local_runner --infer-schema
 
 # The latest evaluation (and bench/results/*.md) as one HTML page: outputs/report/index.html.
 report: install

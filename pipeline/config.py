@@ -146,6 +146,18 @@ class KubeflowConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A local run's terminal and its one-at-a-time rule (pipeline/run_log.py, run_lock.py)."""
+    # The terminal shows one line per component, progress, warnings, errors and the summary;
+    # TFX's, Beam's and TensorFlow's full log goes to <output_root>/logs/<pipeline>/ (its path
+    # is printed first). True shows the full log on the terminal as well.
+    full_log_to_terminal: bool = False
+    # A run of a pipeline that is already running (same name and output root) stops at once,
+    # naming the running one; True makes it wait for the running one to finish instead.
+    wait_for_running_run: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything one pipeline run needs; paths are derived from output_root."""
     pipeline_name: str = 'funnel-mmoe'      # also the TF Serving model name
@@ -176,6 +188,7 @@ class PipelineConfig:
     tuner: TunerConfig = TunerConfig()  # the optional Tuner's search (trainer/search_space.py)
     evaluation: EvaluationConfig = EvaluationConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()  # read by kubeflow/runner.py only
+    run: RunConfig = RunConfig()  # local runs only (pipeline/local_runner.py)
 
     @property
     def pipeline_root(self) -> str:
@@ -194,6 +207,11 @@ class PipelineConfig:
     def report_path(self) -> str:
         """Where `make report` writes the HTML report of the latest evaluation."""
         return os.path.join(self.output_root, 'report', 'index.html')
+
+    @property
+    def log_dir(self) -> str:
+        """The full log of each local run, one file per run (pipeline/run_log.py)."""
+        return os.path.join(self.output_root, 'logs', self.pipeline_name)
 
     @property
     def drift_baseline_dir(self) -> str:

@@ -1,7 +1,7 @@
 """Infers a first schema for your own impression logs, with the rules a curated schema has.
 
     make schema DATA=/path/to/logs SPEC=/path/to/spec.yaml NAME=...  (writes SCHEMA, see README)
-    python -m pipeline.infer_schema                                   (reads the FUNNEL_* settings)
+    python -m pipeline.local_runner --infer-schema                    (reads the FUNNEL_* settings)
 
 The files (the latest span with daily data) go through the input check and the decoding the
 pipeline's ExampleGen uses (components/example_gen.py: byte-order mark dropped, labels as
@@ -25,7 +25,6 @@ nothing else. Loosen a rule by editing that file (README, "Your own impression l
 import logging
 import math
 import os
-import sys
 import tempfile
 import time
 
@@ -38,7 +37,7 @@ from tfx_bsl.public import tfxio
 from components.example_gen import CsvToExample
 from components.parquet_batches import ParquetToSerializedExamples
 from pipeline import config as config_lib
-from pipeline import inputs, run_log
+from pipeline import inputs
 from trainer import features
 
 SERVING, TRAINING = 'SERVING', 'TRAINING'
@@ -46,6 +45,7 @@ SERVING, TRAINING = 'SERVING', 'TRAINING'
 
 # Drift thresholds of the inferred comparators (the curated schema's): far above the distance
 # between two independent samples of the simulator, far below a change of units.
+PROGRESS = logging.getLogger('funnel.schema')  # lines for the terminal (pipeline/run_log.py)
 DENSE_DRIFT_JSD = 0.3       # Jensen-Shannon divergence, dense and integer columns
 CATEGORICAL_DRIFT_LINF = 0.1  # L-infinity distance of the value shares, string columns
 
@@ -163,29 +163,16 @@ def infer_schema(config: config_lib.PipelineConfig) -> schema_pb2.Schema:
             f'The schema folder {schema_dir} holds other files too ({others}); the pipeline '
             'imports the whole folder, so give the schema a folder of its own.')
     start = time.time()
-    logging.info('Computing statistics of %d file(s) in %s ...', len(files), folder)
+    PROGRESS.info('Computing statistics of %d file(s) in %s ...', len(files), folder)
     statistics = _statistics(files, config.data_format, spec.label_columns)
     schema = apply_feature_spec(tfdv.infer_schema(statistics, infer_feature_shape=True), spec,
                                 folder)
     protective_rules(schema, statistics, spec)
     tf.io.gfile.makedirs(schema_dir)
     tfdv.write_schema_text(schema, config.schema_path)
-    logging.info('Wrote the schema of %d columns to %s in %.1f s: value ranges and drift '
+    PROGRESS.info('Wrote the schema of %d columns to %s in %.1f s: value ranges and drift '
                  'thresholds of the spec\'s columns included. Review it (README, "Your own '
                  'impression logs") before the first run.', len(schema.feature),
                  config.schema_path, time.time() - start)
     return schema
 
-
-def main() -> int:
-    run_log.configure_logging()
-    try:
-        infer_schema(config_lib.load_config())
-    except (config_lib.ConfigError, features.FeatureSpecError, inputs.InputDataError) as e:
-        logging.error('%s', e)
-        return 2
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -1,6 +1,6 @@
-"""Reads the latest run's outputs back: the newest evaluation and pushed model in ML Metadata,
-the evaluation's metrics and calibration histograms per model output and slice, and why a
-candidate was not blessed.
+"""Reads runs' outputs back: the newest evaluation and pushed model in ML Metadata or those of one
+run (by its run id), what a component made, the evaluation's metrics and calibration histograms
+per model output and slice, and why a candidate was not blessed.
 
 Shared by the run summary (pipeline/summary.py) and the HTML report (report/). Metrics are read
 with tfma.load_metrics rather than tfma.load_eval_result, which also parses every plot.
@@ -8,12 +8,17 @@ with tfma.load_metrics rather than tfma.load_eval_result, which also parses ever
 
 import dataclasses
 import json
+import os
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow_metadata.proto.v0 import statistics_pb2
+from tfx.orchestration.metadata import sqlite_metadata_connection_config
+from tfx.types import artifact_utils
 
 from pipeline import eval_metrics
 
@@ -25,8 +30,8 @@ MetricTable = Dict[Tuple[str, str], Dict[str, Dict[str, float]]]
 
 
 @dataclasses.dataclass(frozen=True)
-class LatestEvaluation:
-    """The newest ModelEvaluation and ModelBlessing in ML Metadata."""
+class Evaluation:
+    """A ModelEvaluation and whether its ModelBlessing blessed the model."""
     uri: str
     blessed: bool
 
@@ -37,21 +42,128 @@ def latest_artifact(store: metadata_store.MetadataStore,
                key=lambda a: a.create_time_since_epoch, default=None)
 
 
-def latest_evaluation(store: metadata_store.MetadataStore) -> Optional[LatestEvaluation]:
-    evaluation = latest_artifact(store, 'ModelEvaluation')
+def _evaluation(evaluation: Optional[metadata_store_pb2.Artifact],
+                blessing: Optional[metadata_store_pb2.Artifact]) -> Optional[Evaluation]:
     if evaluation is None:
         return None
-    blessing = latest_artifact(store, 'ModelBlessing')
-    return LatestEvaluation(uri=evaluation.uri, blessed=bool(
+    return Evaluation(uri=evaluation.uri, blessed=bool(
         blessing and blessing.custom_properties['blessed'].int_value))
+
+
+def _pushed_to(pushed: Optional[metadata_store_pb2.Artifact]) -> Optional[str]:
+    """Where a PushedModel was pushed; None when its Pusher pushed nothing."""
+    if pushed is None or not pushed.custom_properties['pushed'].int_value:
+        return None
+    return pushed.custom_properties['pushed_destination'].string_value
+
+
+def latest_evaluation(store: metadata_store.MetadataStore) -> Optional[Evaluation]:
+    return _evaluation(latest_artifact(store, 'ModelEvaluation'),
+                       latest_artifact(store, 'ModelBlessing'))
 
 
 def latest_pushed_model(store: metadata_store.MetadataStore) -> Optional[str]:
     """Where the latest Pusher run pushed its model; None when it pushed nothing."""
-    pushed = latest_artifact(store, 'PushedModel')
-    if pushed is None or not pushed.custom_properties['pushed'].int_value:
+    return _pushed_to(latest_artifact(store, 'PushedModel'))
+
+
+# --- One run's outputs: LocalDagRunner's pipeline_run context, named by its run id -------------
+
+def run_ids(store: metadata_store.MetadataStore) -> List[str]:
+    """The pipeline run ids in ML Metadata, oldest first."""
+    return [context.name for context in sorted(store.get_contexts_by_type('pipeline_run'),
+                                               key=lambda c: (c.create_time_since_epoch, c.id))]
+
+
+def run_context(store: metadata_store.MetadataStore,
+                run_id: Optional[str] = None) -> Optional[metadata_store_pb2.Context]:
+    """The pipeline_run context of `run_id`; of the newest run when run_id is None."""
+    if run_id is not None:
+        return store.get_context_by_type_and_name('pipeline_run', run_id)
+    return max(store.get_contexts_by_type('pipeline_run'),
+               key=lambda c: (c.create_time_since_epoch, c.id), default=None)
+
+
+def output_artifacts(store: metadata_store.MetadataStore,
+                     executions: List[metadata_store_pb2.Execution]
+                     ) -> Dict[str, metadata_store_pb2.Artifact]:
+    """{artifact type name: the newest artifact of that type} among the executions' outputs
+    (a cached execution's outputs are the artifacts it reused)."""
+    events = store.get_events_by_execution_ids([e.id for e in executions])
+    ids = sorted({event.artifact_id for event in events
+                  if event.type == metadata_store_pb2.Event.OUTPUT})
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    found = {}
+    for artifact in sorted(store.get_artifacts_by_id(ids) if ids else [],
+                           key=lambda a: (a.create_time_since_epoch, a.id)):
+        found[types[artifact.type_id]] = artifact
+    return found
+
+
+def run_evaluation(outputs: Dict[str, metadata_store_pb2.Artifact]
+                   ) -> Optional[Evaluation]:
+    return _evaluation(outputs.get('ModelEvaluation'), outputs.get('ModelBlessing'))
+
+
+def run_pushed_model(outputs: Dict[str, metadata_store_pb2.Artifact]) -> Optional[str]:
+    return _pushed_to(outputs.get('PushedModel'))
+
+
+def split_rows(statistics: metadata_store_pb2.Artifact) -> Dict[str, int]:
+    """{split: rows} of a StatisticsGen output, from its statistics."""
+    rows = {}
+    for split in artifact_utils.decode_split_names(
+            statistics.properties['split_names'].string_value):
+        path = os.path.join(statistics.uri, f'Split-{split}', 'FeatureStats.pb')
+        with tf.io.gfile.GFile(path, 'rb') as f:
+            stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
+        rows[split] = sum(dataset.num_examples for dataset in stats.datasets)
+    return rows
+
+
+def _node_executions(store: metadata_store.MetadataStore, pipeline_name: str,
+                     component: str) -> List[metadata_store_pb2.Execution]:
+    """Every execution of a component of the pipeline, oldest first."""
+    node = store.get_context_by_type_and_name('node', f'{pipeline_name}.{component}')
+    return sorted(store.get_executions_by_context(node.id) if node else [],
+                  key=lambda e: (e.create_time_since_epoch, e.id))
+
+
+def last_complete_seconds(metadata_path: str, pipeline_name: str,
+                          component: str) -> Optional[float]:
+    """How long the newest complete (not cached) execution of a component took; None if none."""
+    store = metadata_store.MetadataStore(sqlite_metadata_connection_config(metadata_path))
+    complete = [e for e in _node_executions(store, pipeline_name, component)
+                if e.last_known_state == metadata_store_pb2.Execution.COMPLETE]
+    if not complete:
         return None
-    return pushed.custom_properties['pushed_destination'].string_value
+    return (complete[-1].last_update_time_since_epoch
+            - complete[-1].create_time_since_epoch) / 1000.0
+
+
+def component_facts(metadata_path: str, pipeline_name: str, component: str) -> str:
+    """What the newest execution of a component made, in a few words: cached or not, rows per
+    split of statistics, blessed or not, pushed or not."""
+    store = metadata_store.MetadataStore(sqlite_metadata_connection_config(metadata_path))
+    executions = _node_executions(store, pipeline_name, component)
+    if not executions:
+        return ''
+    execution = executions[-1]
+    facts = []
+    if execution.last_known_state == metadata_store_pb2.Execution.CACHED:
+        facts.append('cached')
+    for type_name, artifact in output_artifacts(store, [execution]).items():
+        if type_name == 'ExampleStatistics':
+            facts.append('rows ' + ', '.join(f'{split} {rows:,}' for split, rows in
+                                             split_rows(artifact).items()))
+        elif type_name in ('ModelBlessing', 'InfraBlessing'):
+            blessed = artifact.custom_properties['blessed'].int_value
+            facts.append(('blessed' if blessed else 'NOT blessed')
+                         + (' (serving contract)' if type_name == 'InfraBlessing' else ''))
+        elif type_name == 'PushedModel':
+            facts.append(f'pushed to {_pushed_to(artifact)}' if _pushed_to(artifact)
+                         else 'nothing pushed')
+    return ', '.join(facts)
 
 
 def slice_name(slice_key) -> str:

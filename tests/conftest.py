@@ -47,16 +47,17 @@ TINY_DENSE_FEATURES = ('item_hist_ctr', 'item_hist_ctr_missing', 'price', 'user_
                        'user_age')
 
 
-def run_pipeline(config, **kwargs) -> None:
-    """Runs the whole pipeline in this process, as `python -m pipeline.local_runner` does.
+def run_pipeline(config, **kwargs):
+    """Runs the whole pipeline in this process, as `python -m pipeline.local_runner` does;
+    returns its run id.
 
     TFX's Beam components parse sys.argv with absl flags; pytest's own arguments must not reach
     them (`pytest -v` would be read as absl's --verbosity), so they see a bare command line.
     """
-    from pipeline import local_runner
+    from pipeline import local_pipeline
 
     with mock.patch.object(sys, 'argv', sys.argv[:1]):
-        local_runner.run(config, **kwargs)
+        return local_pipeline.run(config, **kwargs)
 
 
 @pytest.fixture

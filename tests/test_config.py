@@ -106,7 +106,7 @@ def test_negative_int_is_an_error_naming_the_variable(section, field):
     ('FUNNEL_MODEL_LEARNING_RATE', 'nan'), ('FUNNEL_EVALUATION_MIN_CLICK_AUC', '1.5'),
     ('FUNNEL_EVALUATION_MAX_AUC_REGRESSION', '-0.1'), ('FUNNEL_MODEL_ARCHITECTURE', 'mlp'),
     ('FUNNEL_MODEL_LOSS', 'ESMM'), ('FUNNEL_MODEL_EMBEDDING_L2', '-1e-4'),
-    ('FUNNEL_DATA_FORMAT', 'avro'),
+    ('FUNNEL_DATA_FORMAT', 'avro'), ('FUNNEL_MODEL_TRAIN_EPOCHS', '0'),
 ])
 def test_out_of_range_value_is_an_error_naming_the_variable(name, text):
     """Values that parse but make no sense are rejected, naming the variable to fix."""

@@ -90,8 +90,8 @@ def pipeline_config(root):
 
 
 def _run(config):
-    run_pipeline(config)
-    return summary.summarize(config)
+    run_id = run_pipeline(config)
+    return summary.summarize(config, run_id=run_id)
 
 
 def _tfx_cli(args, env: dict, log_path: Path) -> str:
@@ -132,11 +132,20 @@ def worse_run(root, pipeline_config, second_run):
     return result, before, _serving_files(pipeline_config)
 
 
+def _full_log(terminal: str) -> Path:
+    """The run's full log, whose path the runner prints first (pipeline/run_log.py)."""
+    match = re.match(r'Full log: (\S+)\n', terminal)
+    assert match, terminal[:3000]
+    return Path(match.group(1))
+
+
 @pytest.fixture(scope='module')
 def resumed_run(root):
     """`python -m pipeline.local_runner` on the first run's data and settings in a fresh folder,
-    SIGKILLed once its Trainer has started training; then the same run again, in this process.
-    Returns the killed run's summary, the resumed run's summary and the config."""
+    SIGKILLed once its Trainer has started training; then the same run again as `make run`
+    runs it, `python -m pipeline.local_runner --summary`, in a process of its own. Returns the
+    killed run's summary, the resumed run's summary, the config and the resumed run's terminal
+    (stderr, stdout)."""
     settings = _settings(root, outputs='killed', FUNNEL_BEAM_PIPELINE_ARGS=PORTABLE_RUNNER)
     config = load_config(env=settings)
     os.makedirs(config.output_root)
@@ -148,8 +157,12 @@ def resumed_run(root):
                                    start_new_session=True)
     try:
         deadline = time.time() + 900
-        while 'Training with' not in Path(log_path).read_text():  # trainer/train.py's log
+        while 'Full log: ' not in Path(log_path).read_text():
             assert process.poll() is None, Path(log_path).read_text()[-3000:]
+            time.sleep(0.5)
+        full_log = _full_log(Path(log_path).read_text())
+        while 'Training with' not in full_log.read_text():  # trainer/train.py's log
+            assert process.poll() is None, full_log.read_text()[-3000:]
             assert time.time() < deadline, 'the Trainer did not start within 15 minutes'
             time.sleep(0.5)
     finally:
@@ -158,7 +171,13 @@ def resumed_run(root):
         process.wait()
     assert process.returncode == -signal.SIGKILL
     killed = summary.summarize(config)
-    return killed, _run(config), config
+    # The killed run held the run lock (pipeline/run_lock.py): the kill released it.
+    resumed = subprocess.run([sys.executable, '-m', 'pipeline.local_runner', '--summary'],
+                             cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                             timeout=1800)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return (killed, summary.summarize(config), config,
+            (resumed.stderr, resumed.stdout), full_log)
 
 
 def _pushed_versions(config):
@@ -333,9 +352,9 @@ def test_killed_run_resumes_from_cache_and_pushes(resumed_run, reliability):
     """SIGKILL in the Trainer: nothing was pushed and the Trainer never completed. The rerun
     reuses every step that had finished (MLMD state CACHED), trains, and pushes one complete
     version; the serving folder holds nothing else."""
-    killed, resumed, config = resumed_run
+    killed, resumed, config, _, killed_log = resumed_run
     # The killed run's Beam steps went through the portable runner's job service.
-    assert 'Job state changed to DONE' in Path(config.output_root, 'killed_run.log').read_text()
+    assert 'Job state changed to DONE' in killed_log.read_text()
     killed_states = _states(killed)
     assert killed_states['Trainer'] == 'RUNNING' and 'Pusher' not in killed_states
     states = _states(resumed)
@@ -422,3 +441,48 @@ def test_tuners_best_hyperparameters_reach_the_trainer(tuned_run, pipeline_confi
     assert len({n.split('/')[1] for n in shapes if n.startswith('mmoe/expert_')}) == best[
         'num_experts']
     assert shapes['mmoe/expert_0/dense_0/kernel:0'][1] == best['expert_width']
+
+
+def test_summary_is_that_of_the_run_asked_for(pipeline_config, first_run, worse_run):
+    """After two more runs in the same folder, the first run's summary (by its run id) is still
+    the first run's: its components, evaluation, blessing and pushed model; the newest run's
+    summary is the worse candidate's."""
+    assert summary.summarize(pipeline_config, run_id=first_run['run_id']) == first_run
+    newest = summary.summarize(pipeline_config)
+    assert newest == worse_run[0] and newest['run_id'] != first_run['run_id']
+    assert newest['pushed_to'] is None and first_run['pushed_to']
+
+
+# A line of absl's or Python's default log format: 'I1206 23:10:12.326520 ...' or 'INFO:...'.
+LIBRARY_LOG_LINE = re.compile(r'^([IWEF]\d{4} \d\d:\d\d|(INFO|WARNING|DEBUG):)')
+
+
+def test_the_terminal_shows_components_progress_and_summary_the_log_the_rest(resumed_run):
+    """`python -m pipeline.local_runner --summary` (what `make run` runs after the data) prints
+    the full log's path, then a line per component as it starts and ends, the Trainer's
+    progress, the summary: at most 60 lines; TFX's and Beam's log is in the file."""
+    _, resumed, config, (stderr, stdout), _ = resumed_run
+    terminal = stderr.splitlines() + stdout.splitlines()
+    print('\n'.join(terminal))  # shown by pytest -s or -rP
+    assert len(terminal) <= 60, '\n'.join(terminal)
+    full_log = _full_log(stderr)
+    assert full_log.parent == Path(config.log_dir) and full_log.is_file()
+    full = full_log.read_text()
+    assert 'Component Trainer is running.' in full and 'Using deployment config' in full
+    assert len(full.splitlines()) > 20 * len(terminal)
+    assert not [line for line in terminal if LIBRARY_LOG_LINE.match(line)]
+    lines = [line.split(' ', 1)[1] for line in stderr.splitlines()[1:]]
+    for component in _states(resumed):
+        assert f'{component:<22} running' in lines, component
+        [done] = [line for line in lines if line.startswith(f'{component:<22} done in ')]
+        assert ('cached' in done) == (_states(resumed)[component] == 'CACHED'), done
+    assert any(re.match(r'StatisticsGen +done in [\d.]+ s: cached, rows train [\d,]+, '
+                        r'validation [\d,]+, eval [\d,]+$', line) for line in lines), lines
+    assert any(line.startswith('Pusher ') and line.endswith(f": pushed to {resumed['pushed_to']}")
+               for line in lines)
+    # 16,000 train rows: the cap of 200 steps (FUNNEL_MODEL_TRAIN_STEPS) is below 7 epochs.
+    assert any(re.match(r'Trainer: 1[56],\d{3} train rows \(counted in [\d.]+ s\); 200 steps of '
+                        r'256 rows', line) for line in lines), lines
+    assert any(line.startswith('Trainer: trained ') for line in lines)
+    assert stdout.lstrip().startswith(f"Evaluation: {resumed['evaluation_uri']}")
+    assert '| task | AUC |' in stdout and 'Components of run' not in stdout

@@ -111,6 +111,54 @@ def test_blessing_failures_and_thresholds_come_from_the_evaluation(tiny_evaluati
         (features.P_CVR, 'AUC', CLICKED, '>= 0; change vs baseline >= -0.02')]
 
 
+def test_summary_says_na_and_why_where_auc_and_calibration_are_undefined(tiny_evaluation,
+                                                                          metric_table):
+    """No conversion in the 400 rows (as in a small export's eval split): TFMA reports AUC 0 and
+    the calibration is a division by zero; the summary prints n/a with the reason instead, and
+    the numbers where both classes are present."""
+    tasks = summary.task_aucs(tiny_evaluation, SPEC.click_label)
+    assert metric_table[(features.P_CONVERSION, summary.OVERALL)][run_outputs.CANDIDATE][
+        'auc'] == 0.0  # what TFMA reports
+    assert 'undefined' not in tasks['click']
+    assert tasks['conversion']['undefined'] == 'no conversions in the eval split'
+    assert tasks['cvr (clicked)']['undefined'] == (
+        f"no conversions in the eval split's {CLICKED} rows")
+    text = summary.format_summary({
+        'run_id': 'r', 'components': [], 'evaluation_uri': tiny_evaluation, 'blessed': False,
+        'pushed_to': None, 'tasks': tasks, 'blessing_failures': [], 'calibration_band': [],
+        'slice_calibration': summary.slice_calibration(tiny_evaluation, SPEC.click_label)})
+    rows = {line.split(' | ')[0][2:]: line for line in text.splitlines()
+            if line.startswith('| ') and not line.startswith('| task')}
+    click_auc = tasks['click']['auc']
+    assert rows['click'].startswith(f'| click | {click_auc:.4f} |')
+    assert rows['conversion'].startswith('| conversion | n/a | n/a |')
+    assert 'n/a for conversion: no conversions in the eval split' in text
+    assert 'nan' not in text and '| 0.0000 |' not in text
+    # The clicked slice shows p_cvr on clicked rows only; other slices p_click and p_conversion.
+    clicked = rows[f'{CLICKED}: p_cvr on clicked rows']
+    clicks = round(metric_table[(features.P_CLICK, CLICKED)][run_outputs.CANDIDATE][
+        'example_count'])
+    assert clicked == f'| {CLICKED}: p_cvr on clicked rows | | | n/a (no conversions) | 0 |'
+    assert clicks > 0
+    for name, row in rows.items():
+        if ':' in name and name.split(':')[0] != 'click':
+            click = metric_table[(features.P_CLICK, name)][run_outputs.CANDIDATE]
+            has_clicks = 0 < click['mean_label'] < 1
+            assert (f"{click['calibration']:.4f}" in row) == has_clicks, row
+            assert row.endswith('| n/a (no conversions) | 0 |'), row
+
+
+@pytest.mark.parametrize('metrics, missing', [
+    ({'example_count': 10.0, 'mean_label': 0.3}, None),
+    ({'example_count': 10.0, 'mean_label': 0.0}, 'no clicks'),
+    ({'example_count': 10.0, 'mean_label': 1.0}, 'no negatives'),
+    ({'example_count': 0.0, 'mean_label': float('nan')}, 'no rows'),
+    ({}, 'no rows'),
+])
+def test_missing_class(metrics, missing):
+    assert summary.missing_class(metrics, features.P_CLICK) == missing
+
+
 def test_reliability_points_regroup_buckets_into_equal_count_bins():
     # 100 buckets of 10 examples each, prediction = 0.01 * bucket, labels = half the examples.
     histogram = np.column_stack([np.full(100, 10.0), np.full(100, 5.0),

@@ -2,6 +2,7 @@
 Transform's output: it trains, exports, and the SavedModel serves the funnel outputs."""
 
 import dataclasses
+import logging
 
 import numpy as np
 import pytest
@@ -25,6 +26,40 @@ def examples(transform_run, tmp_path_factory):
     return str(path)
 
 
+def _fn_args(config, examples, transform_run, tmp_path):
+    return tfx.components.FnArgs(
+        custom_config={'model': dataclasses.asdict(config), 'features': SPEC.to_dict()},
+        transform_output=transform_run.transform_fn_dir,
+        train_files=[examples], eval_files=[examples],
+        train_steps=config.train_steps, eval_steps=config.eval_steps,
+        model_run_dir=str(tmp_path / 'model_run'), serving_model_dir=str(tmp_path / 'model'),
+        base_model=None)
+
+
+@pytest.mark.parametrize('epochs, train_steps, steps', [(2.0, 1000, 7), (7.0, 5, 5)])
+def test_training_length_follows_the_data(transform_run, examples, tmp_path, caplog, epochs,
+                                          train_steps, steps):
+    """run_fn counts the 50 train rows and trains model.train_epochs passes of 16-row batches
+    (2 epochs: 7 steps), at most model.train_steps (5 of the 7 epochs' 22)."""
+    config = dataclasses.replace(SMALL, train_epochs=epochs, train_steps=train_steps,
+                                 steps_per_validation=1000, early_stopping_patience=1000)
+    config.validate()
+    with caplog.at_level(logging.INFO, logger='funnel.trainer'):
+        train.run_fn(_fn_args(config, examples, transform_run, tmp_path))
+    lines = [r.getMessage() for r in caplog.records if r.name == 'funnel.trainer']
+    assert lines[0].startswith('Trainer: 50 train rows (counted in ')
+    assert f'; {steps} steps of 16 rows ({steps * 16 / 50:.1f} epochs; ' in lines[0]
+    assert lines[-1].startswith(f'Trainer: trained {steps} steps of 16 rows in ')
+    assert train.count_rows([examples]) == len(transform_run.train_rows) == 50
+
+
+@pytest.mark.parametrize('rows, steps', [(160, 2), (240_000, 1500), (1, 1), (200_000, 1368)])
+def test_planned_steps(rows, steps):
+    """The defaults: 7 epochs of 1,024-row batches, at most 1,500 steps; 160 rows (the issue's
+    Ali-CCP sample's train split) train 2 steps."""
+    assert train.planned_steps(ModelConfig(), rows) == steps
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('changes', [
     {'architecture': 'aitm'}, {'architecture': 'cross_stitch'},
@@ -36,13 +71,7 @@ def test_run_fn_trains_and_exports(transform_run, examples, tmp_path, changes):
     the served p_click, p_cvr, p_conversion are [batch] probabilities, p_cvr their ratio."""
     config = dataclasses.replace(SMALL, **changes)
     config.validate()
-    fn_args = tfx.components.FnArgs(
-        custom_config={'model': dataclasses.asdict(config), 'features': SPEC.to_dict()},
-        transform_output=transform_run.transform_fn_dir,
-        train_files=[examples], eval_files=[examples],
-        train_steps=config.train_steps, eval_steps=config.eval_steps,
-        model_run_dir=str(tmp_path / 'model_run'), serving_model_dir=str(tmp_path / 'model'),
-        base_model=None)
+    fn_args = _fn_args(config, examples, transform_run, tmp_path)
     train.run_fn(fn_args)
 
     rows = transform_run.probe_df.drop(columns=list(RAW_LABELS))

@@ -85,6 +85,11 @@ class ModelConfig:
     # Training loop (trainer/train.py).
     learning_rate: float = 2e-3
     batch_size: int = 1024
+    # Training length follows the data: train_epochs passes over the train split, at most
+    # train_steps batches (trainer/train.py, planned_steps). The default 300k-row run (240k train
+    # rows: 7 epochs are 1,641 batches) trains the 1,500 steps of the cap; 160 train rows train
+    # 2 batches, not 1,500.
+    train_epochs: float = 7.0
     train_steps: int = 1500
     eval_steps: int = 50               # batches of the validation split per validation
     steps_per_validation: int = 250    # early stopping checks the validation loss this often
@@ -153,6 +158,7 @@ class ModelConfig:
         require(self.in_memory_max_rows >= 0, 'model.in_memory_max_rows',
                 self.in_memory_max_rows, 'must be >= 0')
         require(self.learning_rate > 0, 'model.learning_rate', self.learning_rate, 'must be > 0')
+        require(self.train_epochs > 0, 'model.train_epochs', self.train_epochs, 'must be > 0')
         require(0 <= self.seed < 2**32, 'model.seed', self.seed, 'must be in [0, 2**32)')
         for name in ('click_loss_weight', 'conversion_loss_weight', 'monotonic_penalty_weight',
                      'gradnorm_alpha', 'curriculum_click_steps'):
