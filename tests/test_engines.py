@@ -100,19 +100,19 @@ def test_pipeline_and_kubeflow_beam_steps_get_the_runner_arguments():
 
 
 def test_missing_jar_or_jdk_stops_the_run_saying_what_to_install(tmp_path, monkeypatch):
-    """local_runner.run with runner flink and no jar / no java: the error, before any Beam step
-    runs (local_runner.main prints it and exits 2)."""
-    from pipeline import local_runner
+    """local_pipeline.run with runner flink and no jar / no java: the error, before any Beam
+    step runs (local_runner.main prints it and exits 2)."""
+    from pipeline import local_pipeline
 
     config = load_config(env={'FUNNEL_BEAM_RUNNER': 'flink', 'FUNNEL_OUTPUT_ROOT': str(tmp_path),
                               'FUNNEL_BEAM_JOB_SERVER_JAR': str(tmp_path / 'no.jar')})
     with pytest.raises(engines.EngineError,
                        match=f'The flink job server jar {tmp_path / "no.jar"} is missing'):
-        local_runner.run(config)
+        local_pipeline.run(config)
     monkeypatch.setenv('PATH', os.path.dirname(sys.executable))
     with pytest.raises(engines.EngineError,
                        match='no `java` is on PATH: install a JDK 17 and Maven'):
-        local_runner.run(config)
+        local_pipeline.run(config)
     assert not os.listdir(tmp_path)  # nothing ran
 
 

@@ -28,7 +28,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from conftest import RAW_LABELS, assert_report_shows, run_pipeline
+from ml_metadata import metadata_store
 from test_export import robustness_requests, serve_both
+from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
 from pipeline import run_outputs, summary
 from pipeline.config import REPO_ROOT, load_config
@@ -444,13 +446,17 @@ def test_tuners_best_hyperparameters_reach_the_trainer(tuned_run, pipeline_confi
 
 
 def test_summary_is_that_of_the_run_asked_for(pipeline_config, first_run, worse_run):
-    """After two more runs in the same folder, the first run's summary (by its run id) is still
-    the first run's: its components, evaluation, blessing and pushed model; the newest run's
-    summary is the worse candidate's."""
-    assert summary.summarize(pipeline_config, run_id=first_run['run_id']) == first_run
-    newest = summary.summarize(pipeline_config)
-    assert newest == worse_run[0] and newest['run_id'] != first_run['run_id']
-    assert newest['pushed_to'] is None and first_run['pushed_to']
+    """After more runs in the same folder, each run's summary read by its run id is still that
+    run's (its components, evaluation, blessing and pushed model), and without a run id it is
+    the newest run's."""
+    worse = worse_run[0]
+    for run in (first_run, worse):
+        assert summary.summarize(pipeline_config, run_id=run['run_id']) == run
+    assert worse['run_id'] != first_run['run_id']
+    assert worse['pushed_to'] is None and first_run['pushed_to']
+    store = metadata_store.MetadataStore(
+        sqlite_metadata_connection_config(pipeline_config.metadata_path))
+    assert summary.summarize(pipeline_config)['run_id'] == run_outputs.run_ids(store)[-1]
 
 
 # A line of absl's or Python's default log format: 'I1206 23:10:12.326520 ...' or 'INFO:...'.
