@@ -31,12 +31,14 @@ Columns = List[tuple]  # one tuple of cells (bytes) per column; blank lines left
 
 
 def _csv_records(path: str) -> Iterator[str]:
-    """The file's CSV records after its first line, as TFX's reader
+    """The file's CSV records after its header, as TFX's reader
     (csv_executor._ReadCsvRecordsFromTextFile) gives them: quoted line breaks joined, a file
     decompressed by Beam when its name says so (*.gz). Read with readline, because Beam's
-    decompressing file cannot be iterated, as TFX's reader iterates its file."""
+    decompressing file cannot be iterated, as TFX's reader iterates its file. A first line
+    `sep=,` (a spreadsheet's delimiter hint, pipeline/inputs.py) is skipped with the header."""
     with beam.io.filesystems.FileSystems.open(path) as file:
-        file.readline()
+        if inputs.delimiter_hint(file.readline()) is not None:
+            file.readline()
         buffer = csv_executor._CsvLineBuffer()
         for line in iter(file.readline, b''):
             buffer.write(line.decode('utf-8'))
@@ -47,16 +49,11 @@ def _csv_records(path: str) -> Iterator[str]:
 
 
 class _ReadCsvBatches(beam.DoFn):
-    """A file's CSV records as TFX's reader gives them, in lists of BATCH_LINES; after a first
-    line `sep=,` (a spreadsheet's delimiter hint, which TFX's reader skips as the header), the
-    header is left out too."""
+    """A file's CSV records (_csv_records), in lists of BATCH_LINES."""
 
     def process(self, path: str) -> Iterable[List[str]]:
-        records = _csv_records(path)
-        if inputs.csv_head(path).hint is not None:
-            next(records, None)
         batch = []
-        for record in records:
+        for record in _csv_records(path):
             batch.append(record)
             if len(batch) == BATCH_LINES:
                 yield batch

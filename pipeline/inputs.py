@@ -154,17 +154,22 @@ def _leading_lines(f, count: int) -> List[bytes]:
     return b''.join(chunks).split(b'\n', count)[:count]
 
 
+def delimiter_hint(first_line: bytes) -> Optional[str]:
+    """The <c> of a file's first line `sep=<c>` (a byte-order mark before it and its line end
+    allowed), or None when the line is no delimiter hint."""
+    hint = DELIMITER_HINT.fullmatch(first_line.removeprefix(UTF8_BOM).removesuffix(b'\n'))
+    return hint.group(1).decode('utf-8', 'replace') if hint else None
+
+
 def csv_head(path: str) -> CsvHead:
     """The column names as ExampleGen reads them (the first line split at commas, without a
     UTF-8 byte-order mark), from the second line when the first is a delimiter hint `sep=,`;
     what keeps the line from being a header, if anything."""
     with _open(path) as f:
         first, *rest = _leading_lines(f, 2) or [b'']
-    first = first.removeprefix(UTF8_BOM)
-    hint = DELIMITER_HINT.fullmatch(first)
-    line = (rest or [b''])[0] if hint else first
-    head = CsvHead(line.decode('utf-8', 'replace').rstrip('\r\n').split(','),
-                   hint.group(1).decode('utf-8', 'replace') if hint else None)
+    hint = delimiter_hint(first)
+    line = (rest or [b''])[0] if hint is not None else first.removeprefix(UTF8_BOM)
+    head = CsvHead(line.decode('utf-8', 'replace').rstrip('\r\n').split(','), hint)
     carriage_return = line.removesuffix(b'\r').find(b'\r')
     if carriage_return >= 0:
         head.problem = (f'{MAC_LINE_ENDS}: its line {head.header_line} holds a carriage return '
@@ -334,6 +339,11 @@ def _blank_id_problems(path: str, blank: Dict[str, List[int]], blanks: Blanks,
     return problems
 
 
+def _duplicated(names: Sequence[str]) -> List[str]:
+    """The names that stand more than once, sorted (ExampleGen would keep one column of each)."""
+    return sorted(name for name, count in collections.Counter(names).items() if count > 1)
+
+
 def _header_slip(head: CsvHead) -> str:
     """What is wrong with the column names, with its likely cause, or ''."""
     header = head.header
@@ -374,8 +384,7 @@ def _head_problem(path: str, head: CsvHead) -> str:
     if slip:
         return (f'Input file {path}: the header (line {head.header_line}, '
                 f'{",".join(head.header)[:120]!r}) {slip}')
-    counts = collections.Counter(head.header)
-    duplicated = sorted(name for name, count in counts.items() if count > 1)
+    duplicated = _duplicated(head.header)
     if duplicated:
         return (f'Input file {path}: the header (line {head.header_line}) names '
                 f'{len(duplicated)} column(s) more than once: {_listed(duplicated)} (header '
@@ -469,8 +478,7 @@ def _scan_parquet(path: str, labels: Labels, dense: Sequence[str], blanks: Blank
             names = list(schema.names)
             scan = _Scan(names, tuple(str(field.type) for field in schema))
             slip = _header_slip(CsvHead(names))
-            duplicated = sorted(name for name, count in collections.Counter(names).items()
-                                if count > 1)
+            duplicated = _duplicated(names)
             if slip or duplicated:
                 scan.problems.append(
                     f'Input file {path}: the column names ({",".join(names)[:120]!r}) '
