@@ -529,7 +529,7 @@ def _tfrecord_problems(path: str, labels: Labels) -> List[str]:
     """Conversions without a click in a (gzipped) TFRecord file of tf.Examples."""
     spec = {name: tf.io.FixedLenFeature([], tf.int64, default_value=-1)
             for name in labels}
-    compression = 'GZIP' if path.endswith('.gz') else None
+    compression = 'GZIP' if _is_gzip(path) else None
     unclicked, offset = [], 0
     try:
         for batch in tf.data.TFRecordDataset(path, compression).batch(TFRECORD_BATCH):
