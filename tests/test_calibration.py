@@ -1,6 +1,6 @@
-"""trainer/calibration.py: Platt maps fitted by Keras agree with scikit-learn's logistic
-regression, fix a miscalibrated funnel on held-out rows, overall and per slice, and keep the
-funnel order."""
+"""trainer/calibration.py: Platt maps fitted by maximum likelihood agree with scikit-learn's
+logistic regression, fix a miscalibrated funnel on held-out rows, overall and per slice, and keep
+the funnel order."""
 
 import numpy as np
 import pytest

@@ -3,6 +3,7 @@ Transform's output: it trains, exports, and the SavedModel serves the funnel out
 
 import dataclasses
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -40,7 +41,8 @@ def _fn_args(config, examples, transform_run, tmp_path):
 def test_training_length_follows_the_data(transform_run, examples, tmp_path, caplog, epochs,
                                           train_steps, steps):
     """run_fn counts the 50 train rows and trains model.train_epochs passes of 16-row batches
-    (2 epochs: 7 steps), at most model.train_steps (5 of the 7 epochs' 22)."""
+    (2 epochs: 7 steps), at most model.train_steps (5 of the 7 epochs' 22), and says how long
+    the first step, the calibration and the export took."""
     config = dataclasses.replace(SMALL, train_epochs=epochs, train_steps=train_steps,
                                  steps_per_validation=1000, early_stopping_patience=1000)
     config.validate()
@@ -49,7 +51,9 @@ def test_training_length_follows_the_data(transform_run, examples, tmp_path, cap
     lines = [r.getMessage() for r in caplog.records if r.name == 'funnel.trainer']
     assert lines[0].startswith('Trainer: 50 train rows (counted in ')
     assert f'; {steps} steps of 16 rows ({steps * 16 / 50:.1f} epochs; ' in lines[0]
-    assert lines[-1].startswith(f'Trainer: trained {steps} steps of 16 rows in ')
+    assert lines[-2].startswith(f'Trainer: trained {steps} steps of 16 rows in ')
+    assert 'the first step, which traces the model, ' in lines[-2]
+    assert re.fullmatch(r'Trainer: calibration [0-9.]+ s, export [0-9.]+ s\.', lines[-1])
     assert train.count_rows([examples]) == len(transform_run.train_rows) == 50
 
 

@@ -6,7 +6,8 @@ off (main's `make run`: click 0.80, conversion 0.86 of the observed rates). Each
 Platt map p -> sigmoid(slope * logit(p) + bias), monotone (slope > 0), so it keeps the order
 of the rows (the slice biases below reorder them only across slice values).
 
-The maps are fitted on the validation split, which training never fits on, with Keras:
+The maps are fitted on the validation split, which training never fits on, by maximum likelihood
+(scipy's L-BFGS-B on the exact log loss and its gradient):
 - p_click on every impression (BCE against the click);
 - p_cvr through the ESMM product: BCE of the conversion against calibrated p_click x calibrated
   p_cvr on every impression. That is the quantity the bidder multiplies and the blessing judges
@@ -36,14 +37,12 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
-from scipy.optimize import brentq
+from scipy.optimize import brentq, minimize
 from scipy.special import expit
 
 from trainer import features
 
 EPSILON = 1e-7           # probabilities are clipped to [EPSILON, 1 - EPSILON] before the logit
-FIT_EPOCHS = 300         # full-batch Adam steps: 4 parameters converge well within this
-FIT_LEARNING_RATE = 0.05
 BIAS_BOUND = 30.0        # the solved biases are searched in [-BIAS_BOUND, BIAS_BOUND]
 # Slice biases: a ridge of this many pseudo-positives pulls each towards 0 (a value with few or
 # no positives keeps a finite bias); solved to this relative gap per value, in at most MAX_SWEEPS.
@@ -129,19 +128,25 @@ class Rows:
                     join(self.slices, other.slices))
 
 
-def _fit(layer: PlattScaling, inputs: Tuple[np.ndarray, ...], label: np.ndarray, combine):
-    """Sets `layer`'s slope and bias to a map without slice biases fitted by full-batch Adam on
-    the BCE of combine(map, *inputs) vs label."""
-    platt = PlattScaling()
-    tensors = [tf.keras.Input(shape=(1,)) for _ in inputs]
-    model = tf.keras.Model(tensors, combine(platt, *tensors))
-    model.compile(optimizer=tf.keras.optimizers.Adam(FIT_LEARNING_RATE),
-                  loss=tf.keras.losses.BinaryCrossentropy())
-    columns = [np.asarray(x, np.float32).reshape(-1, 1) for x in inputs]
-    model.fit(columns, np.asarray(label, np.float32).reshape(-1, 1), batch_size=len(label),
-              epochs=FIT_EPOCHS, verbose=0, shuffle=False)
-    layer.slope.assign(platt.slope)
-    layer.bias.assign(platt.bias)
+def _fit(layer: PlattScaling, p: np.ndarray, label: np.ndarray, weight=1.0):
+    """Sets `layer`'s slope and bias (its slice biases left at 0) to those minimising the log
+    loss of weight * layer(p) against label: L-BFGS-B with the slope bounded below by 0. An exact
+    optimum in milliseconds, where 300 full-batch Keras epochs took seconds per map."""
+    p = np.clip(np.asarray(p, np.float64).reshape(-1), EPSILON, 1.0 - EPSILON)
+    z, y = np.log(p) - np.log1p(-p), np.asarray(label, np.float64).reshape(-1)
+    weight = np.asarray(weight, np.float64).reshape(-1)
+
+    def loss_and_gradient(params):
+        s = expit(params[0] * z + params[1])
+        q = np.clip(weight * s, EPSILON, 1.0 - EPSILON)
+        loss = -np.mean(y * np.log(q) + (1.0 - y) * np.log1p(-q))
+        d_logit = weight * s * (1.0 - s) * ((1.0 - y) / (1.0 - q) - y / q)  # d loss / d logit
+        return loss, np.array([np.mean(d_logit * z), np.mean(d_logit)])
+
+    result = minimize(loss_and_gradient, np.array([1.0, 0.0]), jac=True, method='L-BFGS-B',
+                      bounds=[(0.0, None), (None, None)])
+    layer.slope.assign(result.x[0])
+    layer.bias.assign(result.x[1])
 
 
 def _solve_means(layer: PlattScaling, rows: Rows, output: str, weight: np.ndarray, label: str):
@@ -201,12 +206,10 @@ def fit_calibration(validation: Rows, train: Optional[Rows] = None,
     calibration({name: tf.constant(p[:1].reshape(-1, 1), tf.float32) for name, p in (
         (features.P_CLICK, p_click), (features.P_CVR, p_cvr))},
         {name: tf.constant(validation.slices[name][:1]) for name in slice_buckets})  # builds it
-    _fit(calibration.click, (p_click,), validation.labels[features.CLICK_LABEL],
-         lambda layer, p: layer(p))
+    _fit(calibration.click, p_click, validation.labels[features.CLICK_LABEL])
     _solve_means(calibration.click, pooled, features.P_CLICK, 1.0, features.CLICK_LABEL)
-    _fit(calibration.cvr, (_apply(calibration.click, p_click, validation.slices), p_cvr),
-         validation.labels[features.CONVERSION_LABEL],
-         lambda layer, click, cvr: tf.keras.layers.Multiply()([click, layer(cvr)]))
+    _fit(calibration.cvr, p_cvr, validation.labels[features.CONVERSION_LABEL],
+         weight=_apply(calibration.click, p_click, validation.slices))
     # The cvr biases through the product, the click map fixed.
     _solve_means(calibration.cvr, pooled, features.P_CVR,
                  _apply(calibration.click, pooled.predictions[features.P_CLICK], pooled.slices),

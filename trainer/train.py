@@ -147,14 +147,17 @@ def load_columns(file_pattern: List[str], tft_output: tft.TFTransformOutput,
 
 
 def predict_split(funnel_model: tf.keras.Model, file_pattern: List[str],
-                  tft_output: tft.TFTransformOutput, batch_size: int,
-                  slices: Tuple[str, ...], max_rows: Optional[int] = None) -> calibration.Rows:
+                  tft_output: tft.TFTransformOutput, slices: Tuple[str, ...],
+                  max_rows: Optional[int] = None) -> calibration.Rows:
     """The model's outputs, the labels and the `slices` columns' ids on every row of a split
-    (or its first `max_rows`), read once in order."""
+    (or its first `max_rows`), read once in order: LOAD_BATCH_SIZE rows per call of one traced
+    forward pass (an eager call per training batch cost more than the arithmetic)."""
+    forward = tf.function(lambda batch: funnel_model(batch, training=False),
+                          reduce_retracing=True)
     columns = {}
-    for batch in parsed_batches(file_pattern, tft_output, batch_size, max_rows=max_rows):
+    for batch in parsed_batches(file_pattern, tft_output, LOAD_BATCH_SIZE, max_rows=max_rows):
         labels = {name: batch.pop(name) for name in features.LABELS}
-        outputs = funnel_model(batch, training=False)
+        outputs = forward(batch)
         for name, value in [*outputs.items(), *labels.items(), *((n, batch[n]) for n in slices)]:
             columns.setdefault(name, []).append(value.numpy().reshape(-1))
     columns = {name: np.concatenate(parts) for name, parts in columns.items()}
@@ -172,7 +175,7 @@ def fit_calibration(funnel_model: tf.keras.Model, fn_args: tfx.components.FnArgs
     before and after them and its labels."""
     start = time.time()
     slices = spec.slices if config.calibrate_slices else ()
-    validation, train = (predict_split(funnel_model, files, tft_output, config.batch_size, slices)
+    validation, train = (predict_split(funnel_model, files, tft_output, slices)
                          for files in (fn_args.eval_files, fn_args.train_files))
     fitted = calibration.fit_calibration(validation, train, {
         name: tft_output.num_buckets_for_transformed_feature(name) for name in slices})
@@ -239,7 +242,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                   f'({total * config.batch_size / max(train_rows, 1):.1f} epochs; '
                   f'model.train_epochs {config.train_epochs:g}, at most model.train_steps '
                   f'{config.train_steps:,}).')
-    start = time.time()
+    start, progress = time.time(), ProgressLog(total)
     history = funnel_model.fit(
         train_data, epochs=validations, steps_per_epoch=steps_per_validation,
         validation_data=eval_data, validation_steps=config.eval_steps, verbose=2,
@@ -248,18 +251,23 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             tf.keras.callbacks.EarlyStopping(monitor='val_loss',
                                              patience=config.early_stopping_patience,
                                              restore_best_weights=True),
-            ProgressLog(total),
+            progress,
         ])
     elapsed = time.time() - start
     steps = len(history.epoch) * steps_per_validation
     PROGRESS.info(f'Trainer: trained {steps:,} steps of {config.batch_size:,} rows in '
                   f'{elapsed:.1f} s ({steps * config.batch_size / elapsed:.0f} rows/s incl. '
-                  f"validation){'' if steps == total else ', stopped early'}.")
-    if not config.calibration:
-        export.export_serving_model(funnel_model, tft_output, fn_args.serving_model_dir, spec)
-        return
-    fitted, before, after, labels = fit_calibration(funnel_model, fn_args, tft_output, config,
-                                                    spec)
+                  f'validation; the first step, which traces the model, '
+                  f'{progress.first - progress.start:.1f} s)'
+                  f"{'' if steps == total else ', stopped early'}.")
+    start = time.time()
+    fitted, before, after, labels = (fit_calibration(funnel_model, fn_args, tft_output, config,
+                                                     spec)
+                                     if config.calibration else (None,) * 4)
+    calibrated = time.time()
     export.export_serving_model(funnel_model, tft_output, fn_args.serving_model_dir, spec,
                                 fitted)
-    calibration.write_histograms(fn_args.serving_model_dir, before, after, labels)
+    if fitted:
+        calibration.write_histograms(fn_args.serving_model_dir, before, after, labels)
+    PROGRESS.info(f'Trainer: calibration {calibrated - start:.1f} s, export '
+                  f'{time.time() - calibrated:.1f} s.')

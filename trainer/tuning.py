@@ -115,7 +115,6 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         train_batches=lambda c: train.input_fn(fn_args.train_files, tft_output, c.batch_size,
                                                c.seed, max_rows=settings.sample_rows),
         validation_rows=lambda model: train.predict_split(
-            model, fn_args.eval_files, tft_output, config.batch_size, slices,
-            max_rows=settings.validation_rows),
+            model, fn_args.eval_files, tft_output, slices, max_rows=settings.validation_rows),
         directory=os.path.join(fn_args.working_dir or '.', 'keras_tuner'))
     return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
