@@ -35,7 +35,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from trainer import features, interactions, losses, schedules, task_weighting
+from trainer import features, interactions, keras_autograph, losses, schedules, task_weighting
 from trainer.aitm import AITM
 from trainer.blocks import MLP
 from trainer.config import ModelConfig
@@ -76,6 +76,7 @@ def build_model(config: ModelConfig, vocab_sizes: Mapping[str, int],
     Raises:
       features.FeatureSpecError: entity experts are asked for, but a side has no feature.
     """
+    keras_autograph.leave_keras_2_unconverted()  # before this model's first trace
     inputs = {name: tf.keras.Input(shape=(), dtype=tf.int64, name=name) for name in vocab_sizes}
     inputs.update({name: tf.keras.Input(shape=(), dtype=tf.float32, name=name)
                    for name in dense_features})
