@@ -103,8 +103,9 @@ class ModelConfig:
     # True (default): the Transform writes the transformed train and validation examples and the
     # Trainer and Tuner read them. False: the Transform only analyses (TFX's materialize=False)
     # and the Trainer and Tuner read ExampleGen's raw examples, applying the transform graph to
-    # each batch as they read it (trainer/train.py, parsed_batches); one pass over the data less,
-    # the transform's work moves into training (bench/results/speed.md, materialize=False).
+    # each batch as they read it (trainer/train.py, parsed_batches): one pass over the data and
+    # one copy of it less, the transform's work moved into training (`make bench` compares them:
+    # bench/speed.py, part 5).
     materialize_transform: bool = True
     seed: int = 42
 
