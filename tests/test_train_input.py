@@ -73,7 +73,8 @@ def test_raw_examples_are_transformed_as_the_transform_writes_them(
         transform_run, rows, examples, raw_examples, materialize):
     """transform_output follows model.materialize_transform: with it off, parsed_batches reads the
     raw examples and applies the transform graph, giving the Transform's rows, column for column
-    (dtypes included); with it on, it reads the transformed ones."""
+    (dtypes included), and so does the in-memory load; with it on, both read the transformed
+    ones."""
     config = ModelConfig(materialize_transform=materialize)
     output = train.transform_output(transform_run.transform_fn_dir, config)
     assert isinstance(output, train.RawExamplesOutput) != materialize
@@ -86,6 +87,10 @@ def test_raw_examples_are_transformed_as_the_transform_writes_them(
         assert values.dtype == feature.dtype.as_numpy_dtype, name
         np.testing.assert_allclose(values, [row[name] for row in rows], rtol=1e-6, err_msg=name)
     assert train.count_rows([raw_examples]) == len(rows)
+    loaded = train.load_columns([examples if materialize else raw_examples], output, 10_000)
+    assert set(loaded) == set(spec)
+    for name, values in loaded.items():  # in file order, as float32 (the last bit may differ)
+        np.testing.assert_allclose(values, [row[name] for row in rows], rtol=1e-6, err_msg=name)
 
 
 def test_load_columns_reads_every_row(transform_run, rows, examples):
