@@ -495,9 +495,10 @@ def test_the_terminal_shows_components_progress_and_summary_the_log_the_rest(res
     assert '| task | AUC |' in stdout and 'Components of run' not in stdout
 
 
-# The Transform not materializing (model.materialize_transform false), in the first runs' folder
-# after every other run there: ExampleGen and validation are cached, the Transform only analyses
-# and the Trainer transforms ExampleGen's raw examples as it reads them (trainer/train.py).
+# The Transform not materializing (model.materialize_transform false), in the first runs' folder,
+# last in the module (its fixture needs only the first run, so that `-k` can select it alone):
+# ExampleGen and validation are cached, the Transform only analyses and the Trainer transforms
+# ExampleGen's raw examples as it reads them (trainer/train.py).
 UNMATERIALIZED = {'FUNNEL_MODEL_MATERIALIZE_TRANSFORM': 'false'}
 # Largest difference of the Evaluator's click AUC from the first run's: the same rows and seed,
 # the batches possibly in another order (Beam's write order), so not identical.
@@ -530,14 +531,14 @@ def test_without_materializing_the_trainer_transforms_raw_examples(
     assert states['Transform'] == states['Trainer'] == states['Evaluator'] == 'COMPLETE'
     store = metadata_store.MetadataStore(
         sqlite_metadata_connection_config(pipeline_config.metadata_path))
-    OUTPUT, INPUT = metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.INPUT
-    transform = _newest_artifacts(store, pipeline_config, 'Transform', OUTPUT)
+    event = metadata_store_pb2.Event
+    transform = _newest_artifacts(store, pipeline_config, 'Transform', event.OUTPUT)
     assert 'Examples' not in transform and 'TransformGraph' in transform
-    trainer_inputs = _newest_artifacts(store, pipeline_config, 'Trainer', INPUT)
+    trainer_inputs = _newest_artifacts(store, pipeline_config, 'Trainer', event.INPUT)
     assert trainer_inputs['TransformGraph'].id == transform['TransformGraph'].id
     examples = trainer_inputs['Examples'].uri
     assert examples.startswith(os.path.join(pipeline_config.pipeline_root, 'CsvExampleGen', ''))
-    model = _newest_artifacts(store, pipeline_config, 'Trainer', OUTPUT)['Model'].uri
+    model = _newest_artifacts(store, pipeline_config, 'Trainer', event.OUTPUT)['Model'].uri
     eval_files = glob.glob(os.path.join(examples, 'Split-eval', '*'))
     serialized = tf.constant([r.numpy() for r in tf.data.TFRecordDataset(eval_files, 'GZIP')])
     outputs = tf.saved_model.load(os.path.join(model, 'Format-Serving')).signatures[
