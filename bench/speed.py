@@ -18,6 +18,10 @@ Every figure is a ratio of two things measured in the same run, since the machin
 4. Serving: p50/p99 latency of the pushed model's serving_default signature (serialized
    tf.Examples in, the Transform graph inside) at several batch sizes, against the bare Keras
    model on already-transformed tensors.
+5. The Transform not materializing (model.materialize_transform false: the Transform analyses
+   only, the Trainer transforms the raw examples as it reads them): the whole pipeline at the
+   largest size again, its Transform, Trainer and end-to-end seconds and Evaluator AUCs against
+   the default run's. `--materialize-only` runs just these two pipelines and prints the table.
 
 It also scales each component's marginal cost per row to 1 billion impressions a day, and judges
 its targets. It prints the markdown and writes it to bench/results/speed.md.
@@ -75,6 +79,11 @@ MIN_STOCK_SPEEDUP = 2.0  # stock TFX / pipeline, end to end, at the largest size
 MAX_PEAK_GB = 8.0
 MIN_INPUT_RATIO = 0.9
 MAX_SERVING_RATIO = 2.0
+# The Transform not materializing (part 5) against the default run at the largest size.
+UNMATERIALIZED = {'FUNNEL_MODEL_MATERIALIZE_TRANSFORM': 'false'}
+# Same AUCs within seed noise: twice the seed std of MMoE + ESMM at 1M rows (3 seeds,
+# bench/results/quality.md), per task of the summary.
+AUC_NOISE = {'click': 0.004, 'conversion': 0.007, 'cvr (clicked)': 0.008}
 
 
 def train_steps(rows: int, epochs: int, batch_size: int) -> int:
@@ -178,19 +187,41 @@ def run_stock(data_dir: str, steps: int, work_dir: str, rows: int) -> Dict:
     return run
 
 
-def run_size(rows: int, epochs: int, work_dir: str, stock: bool = False) -> Dict:
-    """The pipeline, the plain script and (`stock`) stock TFX on one data size, one after the
-    other."""
+def run_pipeline(data_dir: str, steps: int, work_dir: str, name: str,
+                 settings: Optional[Dict[str, str]] = None) -> Dict:
+    """`python -m pipeline.local_runner` on the data with `steps` training steps (and the
+    FUNNEL_* `settings`), fresh output root work_dir/name: its wall time, peak memory, component
+    times, AUCs and configuration."""
+    env = {**pipeline_env(data_dir, os.path.join(work_dir, name), steps), **(settings or {})}
+    logging.info('%s: the pipeline (%d training steps)...', name, steps)
+    run = timed_process([sys.executable, '-m', 'pipeline.local_runner'], env,
+                        os.path.join(work_dir, f'{name}.log'))
+    run['config'] = load_config(env)
+    run.update(run_summary(run['config']))
+    logging.info('%s: pipeline %.0f s, %.1f GB', name, run['seconds'], run['peak_gb'])
+    return run
+
+
+def run_size(rows: int, epochs: int, work_dir: str, stock: bool = False,
+             script: bool = True) -> Dict:
+    """The pipeline, the plain script (`script`) and (`stock`) stock TFX on one data size, one
+    after the other."""
     data_dir = simulated_data(rows, 0)
     steps = train_steps(rows, epochs, load_config().model.batch_size)
-    env = pipeline_env(data_dir, os.path.join(work_dir, f'pipeline-{rows}'), steps)
-    logging.info('%d rows: the pipeline (%d training steps)...', rows, steps)
-    pipeline = timed_process([sys.executable, '-m', 'pipeline.local_runner'], env,
-                             os.path.join(work_dir, f'pipeline-{rows}.log'))
-    config = load_config(env)
-    pipeline.update(run_summary(config))
-    logging.info('%d rows: pipeline %.0f s, %.1f GB; the plain script...', rows,
-                 pipeline['seconds'], pipeline['peak_gb'])
+    pipeline = run_pipeline(data_dir, steps, work_dir, f'pipeline-{rows}')
+    config = pipeline.pop('config')
+    size = {'rows': rows, 'steps': steps, 'pipeline': pipeline, 'config': config}
+    if script:
+        size['script'] = run_script(data_dir, steps, work_dir, rows)
+    if stock:
+        size['stock'] = run_stock(data_dir, steps, work_dir, rows)
+    return size
+
+
+def run_script(data_dir: str, steps: int, work_dir: str, rows: int) -> Dict:
+    """bench/plain_script.py on the same data and steps: wall time, peak memory, its AUCs and
+    seconds per stage."""
+    logging.info('%d rows: the plain script...', rows)
     result_path = os.path.join(work_dir, f'plain-{rows}.json')
     script = timed_process(
         [sys.executable, '-m', 'bench.plain_script', '--data', data_dir, '--train-steps',
@@ -200,11 +231,15 @@ def run_size(rows: int, epochs: int, work_dir: str, stock: bool = False) -> Dict
         script.update(json.load(f))
     logging.info('%d rows: plain script %.0f s, %.1f GB', rows, script['seconds'],
                  script['peak_gb'])
-    size = {'rows': rows, 'steps': steps, 'pipeline': pipeline, 'script': script,
-            'config': config}
-    if stock:
-        size['stock'] = run_stock(data_dir, steps, work_dir, rows)
-    return size
+    return script
+
+
+def unmaterialized(size: Dict, work_dir: str) -> Dict:
+    """The pipeline of run_size's `size` again with the Transform not materializing."""
+    run = run_pipeline(size['config'].data_root, size['steps'], work_dir,
+                       f'unmaterialized-{size["rows"]}', UNMATERIALIZED)
+    run.pop('config')
+    return run
 
 
 def beam_variant_to_transform(size: Dict, work_dir: str, name: str) -> Dict:
@@ -444,6 +479,56 @@ def serving_table(serving: Dict[int, Dict[str, float]]) -> List[str]:
     return lines
 
 
+def _transform_and_trainer(run: Dict) -> float:
+    return sum(run['components'].get(name, 0) for name in ('Transform', 'Trainer'))
+
+
+def _auc(run: Dict, task: str) -> float:
+    value = run['auc'].get(task)
+    return float('nan') if value is None else value
+
+
+def materialize_table(size: Dict, off: Dict) -> List[str]:
+    """The default run (the Transform writes the transformed examples) against the Transform not
+    materializing, at one size: seconds and the Evaluator's AUCs."""
+    lines = ['| Transform | Transform s | Trainer s | Transform + Trainer s | end to end s | '
+             'peak GB | ' + ' / '.join(AUC_NOISE) + ' AUC |', '|---' * 7 + '|']
+    for name, run in (('materialized (default, today)', size['pipeline']),
+                      ('materialize=False', off)):
+        times = run['components']
+        lines.append(f'| {name} | {times.get("Transform", 0):.1f} | {times.get("Trainer", 0):.1f}'
+                     f' | {_transform_and_trainer(run):.1f} | {run["seconds"]:.0f} | '
+                     f'{run["peak_gb"]:.2f} | '
+                     + ' / '.join(f'{_auc(run, task):.4f}' for task in AUC_NOISE) + ' |')
+    return lines
+
+
+def materialize_target_line(size: Dict, off: Dict) -> str:
+    """Keep materialize=False if it is faster (Transform + Trainer) with every AUC within
+    AUC_NOISE of today's."""
+    today, without = _transform_and_trainer(size['pipeline']), _transform_and_trainer(off)
+    differences = {task: _auc(off, task) - _auc(size['pipeline'], task) for task in AUC_NOISE}
+    same = all(abs(difference) <= AUC_NOISE[task] for task, difference in differences.items())
+    return (f'- {verdict(without < today and same)}: materialize=False vs today at '
+            f'{size["rows"]:,} rows, faster with the same AUCs (within '
+            + ', '.join(f'{task} {noise:g}' for task, noise in AUC_NOISE.items())
+            + f'): Transform + Trainer {without:.0f} s vs {today:.0f} s '
+            f'({today / without:.2f}x), end to end '
+            f'{off["seconds"]:.0f} s vs {size["pipeline"]["seconds"]:.0f} s; AUC differences '
+            + ', '.join(f'{task} {difference:+.4f}' for task, difference in differences.items())
+            + '.')
+
+
+def materialize_section(size: Dict, off: Dict) -> List[str]:
+    return [f'## The Transform not materializing, {size["rows"]:,} rows', '',
+            'The whole pipeline again (fresh output root, same data and steps) with '
+            '`FUNNEL_MODEL_MATERIALIZE_TRANSFORM=false`: the Transform analyses the train split '
+            "only and writes no transformed examples; the Trainer reads ExampleGen's raw "
+            'examples and applies the transform graph to each batch in its input pipeline. '
+            "Seconds from ML Metadata; AUCs are the Evaluator's (eval split).", ''
+            ] + materialize_table(size, off) + ['', materialize_target_line(size, off)]
+
+
 def stock_target_lines(sizes: List[Dict]) -> List[str]:
     """At the largest size that ran stock TFX: the speed-up end to end, and every component
     with a counterpart no slower than it."""
@@ -462,7 +547,7 @@ def stock_target_lines(sizes: List[Dict]) -> List[str]:
             f'{": slower: " + ", ".join(slower) if slower else ""}.']
 
 
-def target_lines(sizes: List[Dict], throughput: Dict, serving: Dict) -> List[str]:
+def target_lines(sizes: List[Dict], throughput: Dict, serving: Dict, off: Dict) -> List[str]:
     largest = sizes[-1]
     lines = []
     for size in (size for size in sizes if size['rows'] in MAX_PIPELINE_RATIO):
@@ -493,11 +578,11 @@ def target_lines(sizes: List[Dict], throughput: Dict, serving: Dict) -> List[str
         lines.append(f'- {verdict(serving_ratio <= MAX_SERVING_RATIO)}: serving signature at '
                      f'batch 64 within {MAX_SERVING_RATIO:g}x the bare model (p50): '
                      f'{serving_ratio:.2f}x.')
-    return lines
+    return lines + [materialize_target_line(largest, off)]
 
 
-def report(sizes: List[Dict], variants: Dict[str, Dict], throughput: Dict, serving: Dict, args,
-           elapsed: float) -> str:
+def report(sizes: List[Dict], variants: Dict[str, Dict], throughput: Dict, serving: Dict,
+           off: Dict, args, elapsed: float) -> str:
     largest = sizes[-1]
     config = largest['config']
     return '\n'.join([
@@ -540,12 +625,13 @@ def report(sizes: List[Dict], variants: Dict[str, Dict], throughput: Dict, servi
         "Rows/s = rows of the data set / the component's seconds. The portable runner sends the "
         'Beam pipeline through the Runner API to an embedded job server, whose SDK harness runs '
         'in the same process (LOOPBACK): the path of a Flink or Spark job server, without their '
-        'cluster.', ''] + beam_table(largest, variants) + [
+        'cluster.', ''] + beam_table(largest, variants) + [''] + materialize_section(
+        largest, off) + [
         '', f'## Serving latency, model of the {largest["rows"]:,}-row run', '',
         'serving_default (serialized tf.Examples in, the Transform graph inside) against the bare '
         'Keras model on already-transformed tensors (a tf.function), called alternately in one '
         f'process; calls per batch size: {SERVING_CALLS}.', ''] + serving_table(serving) + [
-        '', '## Targets', ''] + target_lines(sizes, throughput, serving) + [''])
+        '', '## Targets', ''] + target_lines(sizes, throughput, serving, off) + [''])
 
 
 def main(argv: Optional[List[str]] = None) -> str:
@@ -556,7 +642,11 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument('--stock-rows', default='100000,1000000',
                         help='the sizes at which stock TFX runs too (empty: none)')
     parser.add_argument('--work-dir', help='where the runs write (default: a temporary folder)')
-    parser.add_argument('--out', default=os.path.join(REPO_ROOT, 'bench', 'results', 'speed.md'))
+    parser.add_argument('--out', help='the results file (default: bench/results/speed.md; '
+                        'with --materialize-only, none unless given)')
+    parser.add_argument('--materialize-only', action='store_true',
+                        help='part 5 only: the pipeline at the largest size of --rows, with and '
+                        'without the Transform materializing; prints its table')
     parser.add_argument('--to-transform', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.to_transform:
@@ -564,6 +654,8 @@ def main(argv: Optional[List[str]] = None) -> str:
         return ''
     args.command = ' '.join(['python -m bench.speed', *(argv if argv is not None
                                                           else sys.argv[1:])])
+    if args.materialize_only:
+        return materialize_only(args)
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = args.work_dir or tmp
@@ -577,8 +669,31 @@ def main(argv: Optional[List[str]] = None) -> str:
         serving = serving_latency(config)
         variants = {name: beam_variant_to_transform(sizes[-1], work_dir, name)
                     for name in BEAM_VARIANTS}
-    text = report(sizes, variants, throughput, serving, args, time.time() - start)
-    results_file.write(args.out, text)
+        off = unmaterialized(sizes[-1], work_dir)
+    text = report(sizes, variants, throughput, serving, off, args, time.time() - start)
+    results_file.write(args.out or os.path.join(REPO_ROOT, 'bench', 'results', 'speed.md'), text)
+    print(text)
+    return text
+
+
+def materialize_only(args) -> str:
+    """Part 5 alone at the largest size of args.rows: the default pipeline, then the Transform
+    not materializing."""
+    start = time.time()
+    rows = max(int(float(rows)) for rows in args.rows.split(','))
+    with tempfile.TemporaryDirectory() as tmp:
+        work_dir = args.work_dir or tmp
+        os.makedirs(work_dir, exist_ok=True)
+        size = run_size(rows, args.epochs, work_dir, script=False)
+        off = unmaterialized(size, work_dir)
+    text = '\n'.join([
+        '# Performance benchmark, the Transform not materializing', '',
+        f'Command: `{args.command}`  ', f'Date: {results_file.utc_now()}, '
+        f'{(time.time() - start) / 60:.0f} min  ', f'Machine: {results_file.machine()}  ',
+        f'Training: {size["steps"]} steps of batch {size["config"].model.batch_size}.', '']
+        + materialize_section(size, off) + [''])
+    if args.out:
+        results_file.write(args.out, text)
     print(text)
     return text
 

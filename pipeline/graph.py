@@ -130,9 +130,11 @@ def create_pipeline(config: PipelineConfig,
     ingest = _ingest_and_validate(config, span)
     example_gen, schema_importer, anomalies_gate = ingest[0], ingest[2], ingest[-1]
     span_window = _span_window(config, example_gen)
+    raw_examples = (span_window or example_gen).outputs['examples']
+    materialize = config.model.materialize_transform
 
     transform = tfx.components.Transform(
-        examples=(span_window or example_gen).outputs['examples'],
+        examples=raw_examples,
         schema=schema_importer.outputs['result'],
         module_file=config.module_file,
         custom_config=config.transform_custom_config,
@@ -142,9 +144,13 @@ def create_pipeline(config: PipelineConfig,
         disable_statistics=True,
         # Fitted on train; the Trainer reads train and validation. The Evaluator reads the raw
         # eval split through the serving signature, so transforming it was a pass nothing read.
-        splits_config=tfx.proto.SplitsConfig(analyze=['train'],
-                                             transform=['train', 'validation']))
+        # Without materializing (model.materialize_transform) the Transform only analyses, and
+        # the Trainer and Tuner transform the raw examples as they read them (trainer/train.py).
+        materialize=materialize,
+        splits_config=tfx.proto.SplitsConfig(
+            analyze=['train'], transform=['train', 'validation'] if materialize else []))
     transform.add_upstream_node(anomalies_gate)
+    examples = transform.outputs['transformed_examples'] if materialize else raw_examples
 
     # The model TF Serving serves (components/production_model.py), not a Resolver: the
     # open-source Kubeflow Pipelines backend runs only containers and importers. The version
@@ -159,7 +165,7 @@ def create_pipeline(config: PipelineConfig,
     # validation split (trainer/tuning.py); the best trial's settings feed the Trainer.
     tuner = tfx.components.Tuner(
         module_file=config.module_file,
-        examples=transform.outputs['transformed_examples'],
+        examples=examples,
         transform_graph=transform.outputs['transform_graph'],
         schema=schema_importer.outputs['result'],
         train_args=tfx.proto.TrainArgs(splits=['train']),
@@ -168,7 +174,7 @@ def create_pipeline(config: PipelineConfig,
 
     trainer = Trainer(
         module_file=config.module_file,
-        examples=transform.outputs['transformed_examples'],
+        examples=examples,
         transform_graph=transform.outputs['transform_graph'],
         schema=schema_importer.outputs['result'],
         # Only when warm starting: a new blessed model would otherwise void the Trainer's cache.

@@ -29,6 +29,7 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from conftest import RAW_LABELS, assert_report_shows, run_pipeline
 from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 from test_export import robustness_requests, serve_both
 from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
@@ -492,3 +493,59 @@ def test_the_terminal_shows_components_progress_and_summary_the_log_the_rest(res
     assert any(line.startswith('Trainer: trained ') for line in lines)
     assert stdout.lstrip().startswith(f"Evaluation: {resumed['evaluation_uri']}")
     assert '| task | AUC |' in stdout and 'Components of run' not in stdout
+
+
+# The Transform not materializing (model.materialize_transform false), in the first runs' folder,
+# last in the module (its fixture needs only the first run, so that `-k` can select it alone):
+# ExampleGen and validation are cached, the Transform only analyses and the Trainer transforms
+# ExampleGen's raw examples as it reads them (trainer/train.py).
+UNMATERIALIZED = {'FUNNEL_MODEL_MATERIALIZE_TRANSFORM': 'false'}
+# Largest difference of the Evaluator's click AUC from the first run's: the same rows and seed,
+# the batches possibly in another order (Beam's write order), so not identical.
+SAME_AUC_TOLERANCE = 0.01
+
+
+@pytest.fixture(scope='module')
+def unmaterialized_run(root, first_run):
+    return _run(load_config(env=_settings(root, **UNMATERIALIZED)))
+
+
+def _newest_artifacts(store, config, component: str, event_type) -> dict:
+    """{artifact type name: artifact} of the newest execution of `component`, its inputs or its
+    outputs (`event_type`)."""
+    node = store.get_context_by_type_and_name('node', f'{config.pipeline_name}.{component}')
+    execution = max(store.get_executions_by_context(node.id), key=lambda e: e.id)
+    ids = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+           if e.type == event_type]
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    return {types[a.type_id]: a for a in store.get_artifacts_by_id(ids)}
+
+
+def test_without_materializing_the_trainer_transforms_raw_examples(
+        unmaterialized_run, first_run, pipeline_config):
+    """The Transform ran again and wrote no transformed examples; the Trainer trained on
+    ExampleGen's raw examples and exported a model whose serving signature answers on the eval
+    split, with the first run's click AUC within SAME_AUC_TOLERANCE."""
+    states = _states(unmaterialized_run)
+    assert states['CsvExampleGen'] == 'CACHED'
+    assert states['Transform'] == states['Trainer'] == states['Evaluator'] == 'COMPLETE'
+    store = metadata_store.MetadataStore(
+        sqlite_metadata_connection_config(pipeline_config.metadata_path))
+    event = metadata_store_pb2.Event
+    transform = _newest_artifacts(store, pipeline_config, 'Transform', event.OUTPUT)
+    assert 'Examples' not in transform and 'TransformGraph' in transform
+    trainer_inputs = _newest_artifacts(store, pipeline_config, 'Trainer', event.INPUT)
+    assert trainer_inputs['TransformGraph'].id == transform['TransformGraph'].id
+    examples = trainer_inputs['Examples'].uri
+    assert examples.startswith(os.path.join(pipeline_config.pipeline_root, 'CsvExampleGen', ''))
+    model = _newest_artifacts(store, pipeline_config, 'Trainer', event.OUTPUT)['Model'].uri
+    eval_files = glob.glob(os.path.join(examples, 'Split-eval', '*'))
+    serialized = tf.constant([r.numpy() for r in tf.data.TFRecordDataset(eval_files, 'GZIP')])
+    outputs = tf.saved_model.load(os.path.join(model, 'Format-Serving')).signatures[
+        features.DEFAULT_SIGNATURE](examples=serialized)
+    values = {name: outputs[name].numpy() for name in features.OUTPUTS}
+    for value in values.values():
+        assert value.shape == (len(serialized),) and np.all((value >= 0) & (value <= 1))
+    assert np.all(values['p_conversion'] <= values['p_click'])
+    click, first = unmaterialized_run['tasks']['click']['auc'], first_run['tasks']['click']['auc']
+    assert abs(click - first) <= SAME_AUC_TOLERANCE, (click, first)

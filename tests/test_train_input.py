@@ -1,14 +1,18 @@
 """The Trainer's training input: the transformed train split streamed from the files (default),
-or read into memory once when it has at most model.in_memory_max_rows; both yield the same rows."""
+or read into memory once when it has at most model.in_memory_max_rows; both yield the same rows.
+Without a materialized Transform (model.materialize_transform false), the raw examples
+transformed batch by batch yield the rows the Transform writes."""
 
 import dataclasses
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import write_transformed_examples
 
 from trainer import features, train
 from trainer.config import ModelConfig
+from trainer.warmup import serialize_example
 
 BATCH = 8
 
@@ -23,6 +27,17 @@ def rows(transform_run):
 def examples(transform_run, rows, tmp_path_factory):
     path = tmp_path_factory.mktemp('examples') / 'transformed.tfrecord.gz'
     write_transformed_examples(rows, transform_run.tft_output, path)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def raw_examples(transform_run, rows, tmp_path_factory):
+    """The same rows before the Transform, as ExampleGen writes them (gzipped raw tf.Examples,
+    a missing value left out), in the same order."""
+    path = tmp_path_factory.mktemp('raw') / 'raw.tfrecord.gz'
+    with tf.io.TFRecordWriter(str(path), 'GZIP') as writer:
+        for row in transform_run.train_df[:len(rows)].to_dict('records'):
+            writer.write(serialize_example(row))
     return str(path)
 
 
@@ -51,6 +66,31 @@ def test_one_pass_parses_every_row_in_file_order(transform_run, rows, examples):
     for name in transform_run.tft_output.transformed_feature_spec():
         np.testing.assert_allclose(np.concatenate([batch[name] for batch in batches]),
                                    [row[name] for row in rows], err_msg=name)
+
+
+@pytest.mark.parametrize('materialize', [True, False])
+def test_raw_examples_are_transformed_as_the_transform_writes_them(
+        transform_run, rows, examples, raw_examples, materialize):
+    """transform_output follows model.materialize_transform: with it off, parsed_batches reads the
+    raw examples and applies the transform graph, giving the Transform's rows, column for column
+    (dtypes included), and so does the in-memory load; with it on, both read the transformed
+    ones."""
+    config = ModelConfig(materialize_transform=materialize)
+    output = train.transform_output(transform_run.transform_fn_dir, config)
+    assert isinstance(output, train.RawExamplesOutput) != materialize
+    batches = list(train.parsed_batches([examples if materialize else raw_examples], output,
+                                        BATCH).as_numpy_iterator())
+    spec = transform_run.tft_output.transformed_feature_spec()
+    assert [set(batch) for batch in batches] == [set(spec)] * (len(rows) // BATCH)
+    for name, feature in spec.items():
+        values = np.concatenate([batch[name] for batch in batches])
+        assert values.dtype == feature.dtype.as_numpy_dtype, name
+        np.testing.assert_allclose(values, [row[name] for row in rows], rtol=1e-6, err_msg=name)
+    assert train.count_rows([raw_examples]) == len(rows)
+    loaded = train.load_columns([examples if materialize else raw_examples], output, 10_000)
+    assert set(loaded) == set(spec)
+    for name, values in loaded.items():  # in file order, as float32 (the last bit may differ)
+        np.testing.assert_allclose(values, [row[name] for row in rows], rtol=1e-6, err_msg=name)
 
 
 def test_load_columns_reads_every_row(transform_run, rows, examples):

@@ -15,6 +15,7 @@ from tfx.types import standard_artifacts
 from pipeline.config import ConfigError, load_config
 from trainer import search_space, train
 from trainer.config import ModelConfig
+from trainer.warmup import serialize_example
 
 SMALL = ModelConfig(num_experts=2, expert_units=(8, 4), tower_units=(4,), max_embedding_dim=4,
                     dense_projection_dim=4, batch_size=16, train_steps=4, eval_steps=2,
@@ -43,18 +44,30 @@ def test_tuner_settings_are_checked_and_overridable():
         load_config(env={'FUNNEL_TUNER_SAMPLE_ROWS': '0'})
 
 
-@pytest.fixture(scope='module')
-def search(transform_run, tmp_path_factory):
-    """TFX's Tuner executor on the tiny Transform output (train and validation splits); the
-    best hyperparameters and tuner results files it writes."""
+def _write_raw_examples(frame, path):
+    """The rows before the Transform, as ExampleGen writes them (gzipped raw tf.Examples)."""
+    with tf.io.TFRecordWriter(str(path), 'GZIP') as writer:
+        for row in frame.to_dict('records'):
+            writer.write(serialize_example(row))
+
+
+@pytest.fixture(scope='module', params=[True, False], ids=['materialized', 'raw examples'])
+def search(request, transform_run, tmp_path_factory):
+    """TFX's Tuner executor on the tiny Transform output (train and validation splits): its
+    transformed examples, or (model.materialize_transform false) the raw ones; the best
+    hyperparameters and tuner results files it writes, and the model settings."""
+    config = dataclasses.replace(SMALL, materialize_transform=request.param)
     root = tmp_path_factory.mktemp('tuner')
     examples = standard_artifacts.Examples()
     examples.uri = str(root / 'examples')
     examples.split_names = json.dumps(['train', 'validation'])
     for split in ('train', 'validation'):
         os.makedirs(root / 'examples' / f'Split-{split}')
-        write_transformed_examples(transform_run.train_rows, transform_run.tft_output,
-                                   root / 'examples' / f'Split-{split}' / 'data.tfrecord.gz')
+        path = root / 'examples' / f'Split-{split}' / 'data.tfrecord.gz'
+        if request.param:
+            write_transformed_examples(transform_run.train_rows, transform_run.tft_output, path)
+        else:
+            _write_raw_examples(transform_run.train_df, path)
     graph = standard_artifacts.TransformGraph()
     graph.uri = transform_run.transform_fn_dir
     outputs = {'best_hyperparameters': standard_artifacts.HyperParameters(),
@@ -68,7 +81,7 @@ def search(transform_run, tmp_path_factory):
         'module_path': 'trainer.tuning', 'tuner_fn': 'trainer.tuning.tuner_fn',
         'train_args': json.dumps({'splits': ['train']}),
         'eval_args': json.dumps({'splits': ['validation']}),
-        'custom_config': json.dumps({'model': dataclasses.asdict(SMALL),
+        'custom_config': json.dumps({'model': dataclasses.asdict(config),
                                      'features': SPEC.to_dict(),
                                      'tuner': dataclasses.asdict(settings)})}
     executor = tuner_executor.Executor(tuner_executor.base_executor.BaseExecutor.Context(
@@ -79,12 +92,12 @@ def search(transform_run, tmp_path_factory):
         best = json.load(f)
     with open(root / 'tuner_results' / 'tuner_results.json') as f:
         results = json.load(f)
-    return best, results, root
+    return best, results, root, config
 
 
 @pytest.mark.slow
 def test_every_trial_ran_and_the_first_is_the_configuration(search):
-    best, results, _ = search
+    best, results, _, _ = search
     assert len(results) == TRIALS
     defaults = search_space.hyperparameters(SMALL).values
     assert any(all(row[k] == v for k, v in defaults.items()) for row in results)
@@ -96,12 +109,12 @@ def test_every_trial_ran_and_the_first_is_the_configuration(search):
 def test_run_fn_trains_with_the_best_hyperparameters(search, transform_run, tmp_path):
     """The exported model has the best trial's experts, their width and the embedding width
     (set here to values the small configuration does not have, so that the test can fail)."""
-    best, _, root = search
+    best, _, root, config = search
     best['values'].update({'num_experts': 3, search_space.EXPERT_WIDTH: 32,
                            'max_embedding_dim': 2})
     files = [str(root / 'examples' / 'Split-train' / 'data.tfrecord.gz')]
     fn_args = tfx.components.FnArgs(
-        custom_config={'model': dataclasses.asdict(SMALL), 'features': SPEC.to_dict()},
+        custom_config={'model': dataclasses.asdict(config), 'features': SPEC.to_dict()},
         transform_output=transform_run.transform_fn_dir, train_files=files, eval_files=files,
         model_run_dir=str(tmp_path / 'run'), serving_model_dir=str(tmp_path / 'model'),
         base_model=None, hyperparameters=best)

@@ -100,6 +100,13 @@ class ModelConfig:
     # most N rows into memory first (65 bytes a row with the simulator's columns) and shuffle all
     # of it every epoch, e.g. for time-ordered logs or a GPU that outpaces the parse.
     in_memory_max_rows: int = 0
+    # True (default): the Transform writes the transformed train and validation examples and the
+    # Trainer and Tuner read them. False: the Transform only analyses (TFX's materialize=False)
+    # and the Trainer and Tuner read ExampleGen's raw examples, applying the transform graph to
+    # each batch as they read it (trainer/train.py, parsed_batches): one pass over the data and
+    # one copy of it less, the transform's work moved into training (`make bench` compares them:
+    # bench/speed.py, part 5).
+    materialize_transform: bool = True
     seed: int = 42
 
     # Losses (trainer/losses.py), task weighting (task_weighting.py), schedules (schedules.py).

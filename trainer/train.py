@@ -23,8 +23,9 @@ PROGRESS = logging.getLogger('funnel.trainer')
 
 
 def count_rows(file_pattern: List[str]) -> int:
-    """The number of records in the gzipped TFRecord files, counted a batch at a time (0.7 s for
-    240k rows; 6 s one record at a time)."""
+    """The number of records in the gzipped TFRecord files (the Transform's, or ExampleGen's when
+    the Transform does not materialize), counted a batch at a time (0.7 s for 240k rows; 6 s one
+    record at a time)."""
     records = tf.data.TFRecordDataset(tf.io.gfile.glob(file_pattern), compression_type='GZIP')
     return int(records.batch(LOAD_BATCH_SIZE).reduce(
         np.int64(0), lambda count, batch: count + tf.shape(batch, out_type=tf.int64)[0]))
@@ -73,24 +74,46 @@ def distribution_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+class RawExamplesOutput(tft.TFTransformOutput):
+    """The Transform's output when it wrote no transformed examples (model.materialize_transform
+    false): the files the Trainer and Tuner read are ExampleGen's raw tf.Examples, which
+    parsed_batches transforms with this graph."""
+
+
+def transform_output(transform_dir: str, config: ModelConfig) -> tft.TFTransformOutput:
+    """The Transform's output, telling parsed_batches whether the examples it reads are already
+    transformed (model.materialize_transform) or raw."""
+    return (tft.TFTransformOutput if config.materialize_transform else RawExamplesOutput)(
+        transform_dir)
+
+
 def parsed_batches(file_pattern: List[str], tft_output: tft.TFTransformOutput, batch_size: int,
                    seed: Optional[int] = None, max_rows: Optional[int] = None) -> tf.data.Dataset:
-    """Batches of transformed features from the gzipped tf.Examples the Transform writes:
-    endless and shuffled when `seed` is given, else one pass in file order; of the first
+    """Batches of transformed features from gzipped tf.Examples: those the Transform writes, or,
+    for a RawExamplesOutput, ExampleGen's raw ones transformed batch by batch with the transform
+    graph. Endless and shuffled when `seed` is given, else one pass in file order; of the first
     `max_rows` examples only, if given (the Tuner's sample).
 
-    Each batch is parsed as a whole, several batches at a time, so parsing uses every core (the
-    streaming input's speed against the in-memory ceiling: bench/results/speed.md).
+    Each batch is parsed (and transformed) as a whole, several batches at a time, so it uses
+    every core (the streaming input's speed against the in-memory ceiling:
+    bench/results/speed.md).
     """
-    spec = tft_output.transformed_feature_spec()
+    if isinstance(tft_output, RawExamplesOutput):
+        spec, transform = tft_output.raw_feature_spec(), tft_output.transform_features_layer()
+    else:
+        spec, transform = tft_output.transformed_feature_spec(), None
+
+    def parse(batch):
+        parsed = tf.io.parse_example(batch, spec)
+        return transform(parsed) if transform else parsed
+
     records = tf.data.TFRecordDataset(tf.io.gfile.glob(file_pattern), compression_type='GZIP')
     if max_rows:
         records = records.take(max_rows)
     if seed is not None:
         records = records.repeat().shuffle(SHUFFLE_BUFFER, seed=seed)
     return (records.batch(batch_size)
-            .map(lambda batch: tf.io.parse_example(batch, spec),
-                 num_parallel_calls=tf.data.AUTOTUNE)
+            .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
 
 
@@ -218,7 +241,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         logging.info("Model settings with the Tuner's best hyperparameters: %s", config)
     spec = features.FeatureSpec.from_dict(fn_args.custom_config['features'])
     tf.keras.utils.set_random_seed(config.seed)
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    tft_output = transform_output(fn_args.transform_output, config)
     train_data = train_input(fn_args.train_files, tft_output, config)
     # fn_args.eval_files: the validation split (pipeline/graph.py), never the Evaluator's.
     eval_data = input_fn(fn_args.eval_files, tft_output, config.batch_size, config.seed)

@@ -19,7 +19,6 @@ from typing import Callable, Dict
 import keras_tuner
 import numpy as np
 import tensorflow as tf
-import tensorflow_transform as tft
 from keras_tuner.engine import base_tuner
 from sklearn.metrics import roc_auc_score
 from tfx import v1 as tfx
@@ -106,7 +105,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     config = from_dict(ModelConfig, fn_args.custom_config['model'])
     settings = from_dict(search_space.TunerConfig, fn_args.custom_config['tuner'])
     spec = features.FeatureSpec.from_dict(fn_args.custom_config['features'])
-    tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    tft_output = train.transform_output(fn_args.transform_graph_path, config)
     slices = ()  # the objective is ranking: no calibration slices needed
 
     tuner = FunnelTuner(
