@@ -18,10 +18,11 @@ Every figure is a ratio of two things measured in the same run, since the machin
 4. Serving: p50/p99 latency of the pushed model's serving_default signature (serialized
    tf.Examples in, the Transform graph inside) at several batch sizes, against the bare Keras
    model on already-transformed tensors.
-5. The Transform not materializing (model.materialize_transform false: the Transform analyses
-   only, the Trainer transforms the raw examples as it reads them): the whole pipeline at the
-   largest size again, its Transform, Trainer and end-to-end seconds and Evaluator AUCs against
-   the default run's. `--materialize-only` runs just these two pipelines and prints the table.
+5. The Transform materializing or not (model.materialize_transform; false, the default: the
+   Transform analyses only, the Trainer transforms the raw examples as it reads them): the whole
+   pipeline at the largest size again with the other setting, its Transform, Trainer and
+   end-to-end seconds and Evaluator AUCs against the default run's. `--materialize-only` runs
+   just these two pipelines and prints the table.
 
 It also scales each component's marginal cost per row to 1 billion impressions a day, and judges
 its targets. It prints the markdown and writes it to bench/results/speed.md.
@@ -47,6 +48,7 @@ import psutil
 
 from bench import results_file, shared
 from pipeline.config import REPO_ROOT, load_config
+from trainer.config import ModelConfig
 
 TRAIN_SHARE = 0.8          # the pipeline's train share (hash buckets 8:1:1)
 SERVING_BATCHES = (1, 64, 512)
@@ -79,8 +81,9 @@ MIN_STOCK_SPEEDUP = 2.0  # stock TFX / pipeline, end to end, at the largest size
 MAX_PEAK_GB = 8.0
 MIN_INPUT_RATIO = 0.9
 MAX_SERVING_RATIO = 2.0
-# The Transform not materializing (part 5) against the default run at the largest size.
-UNMATERIALIZED = {'FUNNEL_MODEL_MATERIALIZE_TRANSFORM': 'false'}
+# Part 5: the pipeline at the largest size again with the other model.materialize_transform.
+DEFAULT_MATERIALIZE = ModelConfig().materialize_transform
+OTHER_MATERIALIZE = {'FUNNEL_MODEL_MATERIALIZE_TRANSFORM': str(not DEFAULT_MATERIALIZE).lower()}
 # Same AUCs within seed noise: twice the seed std of MMoE + ESMM at 1M rows (3 seeds,
 # bench/results/quality.md), per task of the summary.
 AUC_NOISE = {'click': 0.004, 'conversion': 0.007, 'cvr (clicked)': 0.008}
@@ -234,10 +237,10 @@ def run_script(data_dir: str, steps: int, work_dir: str, rows: int) -> Dict:
     return script
 
 
-def unmaterialized(size: Dict, work_dir: str) -> Dict:
-    """The pipeline of run_size's `size` again with the Transform not materializing."""
+def other_materialize(size: Dict, work_dir: str) -> Dict:
+    """The pipeline of run_size's `size` again with the other model.materialize_transform."""
     run = run_pipeline(size['config'].data_root, size['steps'], work_dir,
-                       f'unmaterialized-{size["rows"]}', UNMATERIALIZED)
+                       f'other-materialize-{size["rows"]}', OTHER_MATERIALIZE)
     run.pop('config')
     return run
 
@@ -290,13 +293,15 @@ def input_throughput(config) -> Dict[str, float]:
     files, the default; and from memory after one read of the files, the read included) against
     the same examples already in memory (the ceiling)."""
     import tensorflow as tf
-    import tensorflow_transform as tft
 
     from trainer import train
 
     model_config, spec = config.model, config.feature_spec
-    tft_output = tft.TFTransformOutput(output_uri(config, 'Transform', 'transform_graph'))
-    files = [os.path.join(output_uri(config, 'Transform', 'transformed_examples', 'train'), '*')]
+    tft_output = train.transform_output(output_uri(config, 'Transform', 'transform_graph'),
+                                        model_config)
+    files = [os.path.join(output_uri(config, 'Transform', 'transformed_examples', 'train')
+                          if model_config.materialize_transform
+                          else output_uri(config, 'CsvExampleGen', 'examples', 'train'), '*')]
 
     def read_columns():
         return train.load_columns(files, tft_output, max_rows=2**40)
@@ -488,13 +493,17 @@ def _auc(run: Dict, task: str) -> float:
     return float('nan') if value is None else value
 
 
-def materialize_table(size: Dict, off: Dict) -> List[str]:
-    """The default run (the Transform writes the transformed examples) against the Transform not
-    materializing, at one size: seconds and the Evaluator's AUCs."""
+def _setting(materialize: bool) -> str:
+    return f'materialize_transform={str(materialize).lower()}'
+
+
+def materialize_table(size: Dict, other: Dict) -> List[str]:
+    """The default run against the other model.materialize_transform, at one size: seconds and
+    the Evaluator's AUCs."""
     lines = ['| Transform | Transform s | Trainer s | Transform + Trainer s | end to end s | '
              'peak GB | ' + ' / '.join(AUC_NOISE) + ' AUC |', '|---' * 7 + '|']
-    for name, run in (('materialized (default, today)', size['pipeline']),
-                      ('materialize=False', off)):
+    for name, run in ((_setting(DEFAULT_MATERIALIZE) + ' (default)', size['pipeline']),
+                      (_setting(not DEFAULT_MATERIALIZE), other)):
         times = run['components']
         lines.append(f'| {name} | {times.get("Transform", 0):.1f} | {times.get("Trainer", 0):.1f}'
                      f' | {_transform_and_trainer(run):.1f} | {run["seconds"]:.0f} | '
@@ -503,30 +512,32 @@ def materialize_table(size: Dict, off: Dict) -> List[str]:
     return lines
 
 
-def materialize_target_line(size: Dict, off: Dict) -> str:
-    """Keep materialize=False if it is faster (Transform + Trainer) with every AUC within
-    AUC_NOISE of today's."""
-    today, without = _transform_and_trainer(size['pipeline']), _transform_and_trainer(off)
-    differences = {task: _auc(off, task) - _auc(size['pipeline'], task) for task in AUC_NOISE}
+def materialize_target_line(size: Dict, other: Dict) -> str:
+    """The default model.materialize_transform is the faster (Transform + Trainer) of the two,
+    with every AUC within AUC_NOISE of the other's."""
+    default, alternative = _transform_and_trainer(size['pipeline']), _transform_and_trainer(other)
+    differences = {task: _auc(size['pipeline'], task) - _auc(other, task) for task in AUC_NOISE}
     same = all(abs(difference) <= AUC_NOISE[task] for task, difference in differences.items())
-    return (f'- {verdict(without < today and same)}: materialize=False vs today at '
-            f'{size["rows"]:,} rows, faster with the same AUCs (within '
-            + ', '.join(f'{task} {noise:g}' for task, noise in AUC_NOISE.items())
-            + f'): Transform + Trainer {without:.0f} s vs {today:.0f} s '
-            f'({today / without:.2f}x), end to end '
-            f'{off["seconds"]:.0f} s vs {size["pipeline"]["seconds"]:.0f} s; AUC differences '
+    return (f'- {verdict(default <= alternative and same)}: the default '
+            f'{_setting(DEFAULT_MATERIALIZE)} is the faster at {size["rows"]:,} rows with the '
+            'same AUCs (within ' + ', '.join(f'{task} {noise:g}'
+                                             for task, noise in AUC_NOISE.items())
+            + f'): Transform + Trainer {default:.0f} s vs {alternative:.0f} s with '
+            f'{_setting(not DEFAULT_MATERIALIZE)} ({alternative / default:.2f}x), end to end '
+            f'{size["pipeline"]["seconds"]:.0f} s vs {other["seconds"]:.0f} s; AUC differences '
             + ', '.join(f'{task} {difference:+.4f}' for task, difference in differences.items())
             + '.')
 
 
-def materialize_section(size: Dict, off: Dict) -> List[str]:
-    return [f'## The Transform not materializing, {size["rows"]:,} rows', '',
-            'The whole pipeline again (fresh output root, same data and steps) with '
-            '`FUNNEL_MODEL_MATERIALIZE_TRANSFORM=false`: the Transform analyses the train split '
+def materialize_section(size: Dict, other: Dict) -> List[str]:
+    return [f'## The Transform materializing or not, {size["rows"]:,} rows', '',
+            'The whole pipeline again (fresh output root, same data and steps) with the other '
+            '`FUNNEL_MODEL_MATERIALIZE_TRANSFORM`. false: the Transform analyses the train split '
             "only and writes no transformed examples; the Trainer reads ExampleGen's raw "
             'examples and applies the transform graph to each batch in its input pipeline. '
-            "Seconds from ML Metadata; AUCs are the Evaluator's (eval split).", ''
-            ] + materialize_table(size, off) + ['', materialize_target_line(size, off)]
+            'true: the Transform writes the transformed train and validation examples, which the '
+            "Trainer reads. Seconds from ML Metadata; AUCs are the Evaluator's (eval split).", ''
+            ] + materialize_table(size, other) + ['', materialize_target_line(size, other)]
 
 
 def stock_target_lines(sizes: List[Dict]) -> List[str]:
@@ -547,7 +558,7 @@ def stock_target_lines(sizes: List[Dict]) -> List[str]:
             f'{": slower: " + ", ".join(slower) if slower else ""}.']
 
 
-def target_lines(sizes: List[Dict], throughput: Dict, serving: Dict, off: Dict) -> List[str]:
+def target_lines(sizes: List[Dict], throughput: Dict, serving: Dict, other: Dict) -> List[str]:
     largest = sizes[-1]
     lines = []
     for size in (size for size in sizes if size['rows'] in MAX_PIPELINE_RATIO):
@@ -578,11 +589,11 @@ def target_lines(sizes: List[Dict], throughput: Dict, serving: Dict, off: Dict) 
         lines.append(f'- {verdict(serving_ratio <= MAX_SERVING_RATIO)}: serving signature at '
                      f'batch 64 within {MAX_SERVING_RATIO:g}x the bare model (p50): '
                      f'{serving_ratio:.2f}x.')
-    return lines + [materialize_target_line(largest, off)]
+    return lines + [materialize_target_line(largest, other)]
 
 
 def report(sizes: List[Dict], variants: Dict[str, Dict], throughput: Dict, serving: Dict,
-           off: Dict, args, elapsed: float) -> str:
+           other: Dict, args, elapsed: float) -> str:
     largest = sizes[-1]
     config = largest['config']
     return '\n'.join([
@@ -626,12 +637,12 @@ def report(sizes: List[Dict], variants: Dict[str, Dict], throughput: Dict, servi
         'Beam pipeline through the Runner API to an embedded job server, whose SDK harness runs '
         'in the same process (LOOPBACK): the path of a Flink or Spark job server, without their '
         'cluster.', ''] + beam_table(largest, variants) + [''] + materialize_section(
-        largest, off) + [
+        largest, other) + [
         '', f'## Serving latency, model of the {largest["rows"]:,}-row run', '',
         'serving_default (serialized tf.Examples in, the Transform graph inside) against the bare '
         'Keras model on already-transformed tensors (a tf.function), called alternately in one '
         f'process; calls per batch size: {SERVING_CALLS}.', ''] + serving_table(serving) + [
-        '', '## Targets', ''] + target_lines(sizes, throughput, serving, off) + [''])
+        '', '## Targets', ''] + target_lines(sizes, throughput, serving, other) + [''])
 
 
 def main(argv: Optional[List[str]] = None) -> str:
@@ -669,29 +680,29 @@ def main(argv: Optional[List[str]] = None) -> str:
         serving = serving_latency(config)
         variants = {name: beam_variant_to_transform(sizes[-1], work_dir, name)
                     for name in BEAM_VARIANTS}
-        off = unmaterialized(sizes[-1], work_dir)
-    text = report(sizes, variants, throughput, serving, off, args, time.time() - start)
+        other = other_materialize(sizes[-1], work_dir)
+    text = report(sizes, variants, throughput, serving, other, args, time.time() - start)
     results_file.write(args.out or os.path.join(REPO_ROOT, 'bench', 'results', 'speed.md'), text)
     print(text)
     return text
 
 
 def materialize_only(args) -> str:
-    """Part 5 alone at the largest size of args.rows: the default pipeline, then the Transform
-    not materializing."""
+    """Part 5 alone at the largest size of args.rows: the default pipeline, then the other
+    model.materialize_transform."""
     start = time.time()
     rows = max(int(float(rows)) for rows in args.rows.split(','))
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = args.work_dir or tmp
         os.makedirs(work_dir, exist_ok=True)
         size = run_size(rows, args.epochs, work_dir, script=False)
-        off = unmaterialized(size, work_dir)
+        other = other_materialize(size, work_dir)
     text = '\n'.join([
-        '# Performance benchmark, the Transform not materializing', '',
+        '# Performance benchmark, the Transform materializing or not', '',
         f'Command: `{args.command}`  ', f'Date: {results_file.utc_now()}, '
         f'{(time.time() - start) / 60:.0f} min  ', f'Machine: {results_file.machine()}  ',
         f'Training: {size["steps"]} steps of batch {size["config"].model.batch_size}.', '']
-        + materialize_section(size, off) + [''])
+        + materialize_section(size, other) + [''])
     if args.out:
         results_file.write(args.out, text)
     print(text)

@@ -261,24 +261,29 @@ def test_the_output_name_decides_the_format(tmp_path):
     assert json.loads((tmp_path / 'package.json').read_text())['schemaVersion'] == '2.1.0'
 
 
-def test_without_materializing_the_trainer_reads_examplegens_examples(tmp_path):
-    """model.materialize_transform false compiles too: the Transform has no transformed_examples
-    output, the Trainer takes ExampleGen's examples and the Transform's graph, and the package
-    keeps the open-source backend's rules; the kfp SDK loads it."""
+@pytest.mark.parametrize('materialize, examples_from', [
+    ('false', ('CsvExampleGen', 'examples')),            # the default
+    ('true', ('Transform', 'transformed_examples'))])
+def test_the_trainer_reads_the_examples_the_materialize_setting_says(tmp_path, materialize,
+                                                                      examples_from):
+    """model.materialize_transform false (the default): the Transform has no
+    transformed_examples output and the Trainer takes ExampleGen's examples; true: the
+    Transform's transformed examples. Either way with the Transform's graph, the package keeps
+    the open-source backend's rules and the kfp SDK loads it."""
     config = load_config(env={'FUNNEL_KUBEFLOW_OUTPUT_ROOT': str(tmp_path / 'bucket'),
-                              'FUNNEL_MODEL_MATERIALIZE_TRANSFORM': 'false'})
-    output = tmp_path / 'unmaterialized.yaml'
+                              'FUNNEL_MODEL_MATERIALIZE_TRANSFORM': materialize})
+    output = tmp_path / 'package.yaml'
     runner.compile_pipeline(config, str(output))
     package = yaml.safe_load(output.read_text())
     assert kfp_rules.problems(package) == []
     transform = package['components']['Transform']['outputDefinitions']['artifacts']
-    assert 'transformed_examples' not in transform and 'transform_graph' in transform
+    assert ('transformed_examples' in transform) == (materialize == 'true')
+    assert 'transform_graph' in transform
     inputs = package['root']['dag']['tasks']['Trainer']['inputs']['artifacts']
     assert {name: (value['taskOutputArtifact']['producerTask'],
                    value['taskOutputArtifact']['outputArtifactKey'])
             for name, value in inputs.items() if name in ('examples', 'transform_graph')} == {
-        'examples': ('CsvExampleGen', 'examples'), 'transform_graph': ('Transform',
-                                                                       'transform_graph')}
+        'examples': examples_from, 'transform_graph': ('Transform', 'transform_graph')}
     if not KFP_PYTHON.exists():
         pytest.fail(f'{KFP_PYTHON} is missing: `make kfp-venv` builds it (`make test` does)')
     result = subprocess.run([str(KFP_PYTHON), '-c', KFP_LOAD, str(output)], capture_output=True,

@@ -373,15 +373,17 @@ def test_killed_run_resumes_from_cache_and_pushes(resumed_run, reliability):
 
 
 def _train_in_a_process(config, out: Path) -> subprocess.Popen:
-    """The Trainer's run_fn on the first run's Transform output, with the run's settings, in a
-    fresh process (as a Trainer pod or a rerun would); it exports to out / 'model'."""
+    """The Trainer's run_fn on the first run's inputs (ExampleGen's examples, the Transform's
+    graph: the default model.materialize_transform false), with the run's settings, in a fresh
+    process (as a Trainer pod or a rerun would); it exports to out / 'model'."""
     def one(*parts):
-        [path] = glob.glob(os.path.join(config.pipeline_root, 'Transform', *parts))
+        [path] = glob.glob(os.path.join(config.pipeline_root, *parts))
         return path
-    args = {'train_files': [os.path.join(one('transformed_examples', '*', 'Split-train'), '*')],
-            'eval_files': [os.path.join(one('transformed_examples', '*', 'Split-validation'),
-                                        '*')],
-            'transform_output': one('transform_graph', '*'),
+    args = {'train_files': [os.path.join(one('CsvExampleGen', 'examples', '*', 'Split-train'),
+                                         '*')],
+            'eval_files': [os.path.join(one('CsvExampleGen', 'examples', '*',
+                                            'Split-validation'), '*')],
+            'transform_output': one('Transform', 'transform_graph', '*'),
             'serving_model_dir': str(out / 'model'), 'model_run_dir': str(out / 'logs'),
             'custom_config': config.trainer_custom_config}
     code = ('import json, sys; from tfx import v1 as tfx; from trainer.module import run_fn; '
@@ -495,51 +497,55 @@ def test_the_terminal_shows_components_progress_and_summary_the_log_the_rest(res
     assert '| task | AUC |' in stdout and 'Components of run' not in stdout
 
 
-# The Transform not materializing (model.materialize_transform false), in the first runs' folder,
-# last in the module (its fixture needs only the first run, so that `-k` can select it alone):
-# ExampleGen and validation are cached, the Transform only analyses and the Trainer transforms
-# ExampleGen's raw examples as it reads them (trainer/train.py).
-UNMATERIALIZED = {'FUNNEL_MODEL_MATERIALIZE_TRANSFORM': 'false'}
+# The Transform materializing (model.materialize_transform true; the default is false), in the
+# first runs' folder, last in the module (its fixture needs only the first run, so that `-k` can
+# select it alone): ExampleGen and validation are cached, the Transform writes the transformed
+# train and validation examples and the Trainer reads them.
+MATERIALIZED = {'FUNNEL_MODEL_MATERIALIZE_TRANSFORM': 'true'}
 # Largest difference of the Evaluator's click AUC from the first run's: the same rows and seed,
 # the batches possibly in another order (Beam's write order), so not identical.
 SAME_AUC_TOLERANCE = 0.01
 
 
 @pytest.fixture(scope='module')
-def unmaterialized_run(root, first_run):
-    return _run(load_config(env=_settings(root, **UNMATERIALIZED)))
+def materialized_run(root, first_run):
+    return _run(load_config(env=_settings(root, **MATERIALIZED)))
 
 
-def _newest_artifacts(store, config, component: str, event_type) -> dict:
-    """{artifact type name: artifact} of the newest execution of `component`, its inputs or its
-    outputs (`event_type`)."""
+def _newest_artifacts(store, config, component: str, event_type, pick=max) -> dict:
+    """{artifact type name: artifact} of the newest execution of `component` (pick=min: the
+    oldest), its inputs or its outputs (`event_type`)."""
     node = store.get_context_by_type_and_name('node', f'{config.pipeline_name}.{component}')
-    execution = max(store.get_executions_by_context(node.id), key=lambda e: e.id)
+    execution = pick(store.get_executions_by_context(node.id), key=lambda e: e.id)
     ids = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
            if e.type == event_type]
     types = {t.id: t.name for t in store.get_artifact_types()}
     return {types[a.type_id]: a for a in store.get_artifacts_by_id(ids)}
 
 
-def test_without_materializing_the_trainer_transforms_raw_examples(
-        unmaterialized_run, first_run, pipeline_config):
-    """The Transform ran again and wrote no transformed examples; the Trainer trained on
-    ExampleGen's raw examples and exported a model whose serving signature answers on the eval
-    split, with the first run's click AUC within SAME_AUC_TOLERANCE."""
-    states = _states(unmaterialized_run)
+def test_materializing_the_trainer_reads_transformed_examples(
+        materialized_run, first_run, pipeline_config):
+    """The first run's Transform wrote no transformed examples (the default); materializing, the
+    Transform ran again and wrote them, the Trainer trained on them and exported a model whose
+    serving signature answers on the eval split, with the first run's click AUC within
+    SAME_AUC_TOLERANCE."""
+    states = _states(materialized_run)
     assert states['CsvExampleGen'] == 'CACHED'
     assert states['Transform'] == states['Trainer'] == states['Evaluator'] == 'COMPLETE'
     store = metadata_store.MetadataStore(
         sqlite_metadata_connection_config(pipeline_config.metadata_path))
     event = metadata_store_pb2.Event
+    first = _newest_artifacts(store, pipeline_config, 'Transform', event.OUTPUT, pick=min)
+    assert 'Examples' not in first and 'TransformGraph' in first
     transform = _newest_artifacts(store, pipeline_config, 'Transform', event.OUTPUT)
-    assert 'Examples' not in transform and 'TransformGraph' in transform
+    assert 'Examples' in transform and 'TransformGraph' in transform
     trainer_inputs = _newest_artifacts(store, pipeline_config, 'Trainer', event.INPUT)
     assert trainer_inputs['TransformGraph'].id == transform['TransformGraph'].id
-    examples = trainer_inputs['Examples'].uri
-    assert examples.startswith(os.path.join(pipeline_config.pipeline_root, 'CsvExampleGen', ''))
+    assert trainer_inputs['Examples'].id == transform['Examples'].id
+    assert set(os.listdir(transform['Examples'].uri)) == {'Split-train', 'Split-validation'}
+    raw = _newest_artifacts(store, pipeline_config, 'Transform', event.INPUT)['Examples'].uri
     model = _newest_artifacts(store, pipeline_config, 'Trainer', event.OUTPUT)['Model'].uri
-    eval_files = glob.glob(os.path.join(examples, 'Split-eval', '*'))
+    eval_files = glob.glob(os.path.join(raw, 'Split-eval', '*'))
     serialized = tf.constant([r.numpy() for r in tf.data.TFRecordDataset(eval_files, 'GZIP')])
     outputs = tf.saved_model.load(os.path.join(model, 'Format-Serving')).signatures[
         features.DEFAULT_SIGNATURE](examples=serialized)
@@ -547,5 +553,5 @@ def test_without_materializing_the_trainer_transforms_raw_examples(
     for value in values.values():
         assert value.shape == (len(serialized),) and np.all((value >= 0) & (value <= 1))
     assert np.all(values['p_conversion'] <= values['p_click'])
-    click, first = unmaterialized_run['tasks']['click']['auc'], first_run['tasks']['click']['auc']
+    click, first = materialized_run['tasks']['click']['auc'], first_run['tasks']['click']['auc']
     assert abs(click - first) <= SAME_AUC_TOLERANCE, (click, first)
