@@ -342,9 +342,13 @@ def test_worse_candidate_is_neither_blessed_nor_pushed(worse_run, reliability):
     result, before, after = worse_run
     assert _states(result)['Trainer'] == 'COMPLETE'  # a new model was trained and evaluated
     assert not result['blessed'] and result['pushed_to'] is None
-    click = [failure for failure in result['blessing_failures'] if failure.startswith('p_click')]
-    assert click, result['blessing_failures']
-    assert result['tasks']['click']['auc'] < result['tasks']['click']['baseline_auc'] - 0.02
+    # An untrained model ranks nothing; its calibration's slice biases (device, ad position)
+    # may still rank clicks nearly as well as the baseline, so the task that fails may be either.
+    assert result['blessing_failures']
+    fallen = [task for task in ('click', 'conversion')
+              if result['tasks'][task]['auc'] < result['tasks'][task]['baseline_auc'] - 0.02]
+    assert fallen and all(any(failure.startswith(f'p_{task} auc') for failure in
+                              result['blessing_failures']) for task in fallen), result
     assert after == before and before
     reliability('worse candidate (learning rate 1e-7)', 'rejected',
                 f"not blessed: {'; '.join(result['blessing_failures'])[:100]}")

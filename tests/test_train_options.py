@@ -17,7 +17,8 @@ from trainer.config import ModelConfig
 SMALL = ModelConfig(num_experts=2, expert_units=(8,), tower_units=(4,), max_embedding_dim=4,
                     dense_projection_dim=4, batch_size=16, train_steps=4, eval_steps=2,
                     steps_per_validation=2, curriculum_click_steps=1, curriculum_ramp_steps=2,
-                    seed=0, calibration=False)  # 50 rows: no conversion to calibrate on
+                    seed=0, calibration=False,  # 50 rows: no conversion to calibrate on
+                    materialize_transform=True)  # it reads the transformed rows written below
 
 
 @pytest.fixture(scope='module')
