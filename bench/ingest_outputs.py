@@ -2,8 +2,8 @@
 
 Records are compared as sets of parsed protos (the record order and a proto's map order are
 not part of the output: TFX's own ExampleGen shuffles before writing); statistics as protos with
-the features in name order; the Transform's outputs as sets of transformed examples and the
-vocabulary files' contents.
+the features in name order; the Transform's outputs as sets of transformed examples (when it
+materializes them) and the vocabulary files' contents.
 """
 
 import collections
@@ -91,10 +91,11 @@ def _statistics_difference(reference: str, other: str) -> Optional[str]:
 
 
 def _transform_difference(reference: str, other: str) -> Optional[str]:
-    difference = _records_difference(os.path.join(reference, 'transformed_examples'),
-                                     os.path.join(other, 'transformed_examples'))
-    if difference:
-        return difference
+    examples = [os.path.join(root, 'transformed_examples') for root in (reference, other)]
+    if any(map(os.path.isdir, examples)):  # none when the Transform does not materialize
+        difference = _records_difference(*examples)
+        if difference:
+            return difference
     assets = [os.path.join(root, 'transform_graph', 'transform_fn', 'assets')
               for root in (reference, other)]
     names = [sorted(os.listdir(folder)) for folder in assets]

@@ -26,6 +26,7 @@ from bench.evaluator_cost import tfma_own_metrics, without
 from pipeline.config import PipelineConfig, load_config
 from pipeline.eval_config import make_eval_config
 from pipeline.graph import EVAL_SPLIT
+from trainer.config import ModelConfig
 
 PIPELINE_NAME = 'stock-tfx'
 
@@ -87,8 +88,11 @@ def create_stock_pipeline(config: PipelineConfig, metadata_connection_config) ->
 
 
 def stock_config(env=None) -> PipelineConfig:
-    """The FUNNEL_* configuration under the pipeline name PIPELINE_NAME."""
-    return load_config(env, pipeline_name=PIPELINE_NAME)
+    """The FUNNEL_* configuration under the pipeline name PIPELINE_NAME; the module's run_fn is
+    told that the Trainer reads transformed examples (model.materialize_transform), as stock
+    TFX's Transform writes them."""
+    return load_config(env, pipeline_name=PIPELINE_NAME,
+                       model=ModelConfig(materialize_transform=True))
 
 
 def main() -> int:

@@ -236,3 +236,6 @@ def test_stock_tfx_is_tfx_s_own_components_and_metrics(tmp_path):
                                                'CalibrationPlot')}
     trainer = next(node for node in pipeline.components if node.id == 'Trainer')
     assert trainer.exec_properties['module_file'] == config.module_file
+    # Stock TFX's Transform materializes, and its Trainer reads those transformed examples.
+    assert trainer.inputs['examples'].producer_component_id == 'Transform'
+    assert config.trainer_custom_config['model']['materialize_transform'] is True
