@@ -290,7 +290,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     calibrated = time.time()
     export.export_serving_model(funnel_model, tft_output, fn_args.serving_model_dir, spec,
                                 fitted)
-    if fitted:
+    if fitted is not None:
         calibration.write_histograms(fn_args.serving_model_dir, before, after, labels)
     PROGRESS.info(f'Trainer: calibration {calibrated - start:.1f} s, export '
                   f'{time.time() - calibrated:.1f} s.')
