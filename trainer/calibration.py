@@ -128,12 +128,17 @@ class Rows:
                     join(self.slices, other.slices))
 
 
+def _logit(p) -> np.ndarray:
+    """logit(p) of a [rows] array, p clipped to [EPSILON, 1 - EPSILON] as PlattScaling does."""
+    p = np.clip(np.asarray(p, np.float64).reshape(-1), EPSILON, 1.0 - EPSILON)
+    return np.log(p) - np.log1p(-p)
+
+
 def _fit(layer: PlattScaling, p: np.ndarray, label: np.ndarray, weight=1.0):
     """Sets `layer`'s slope and bias (its slice biases left at 0) to those minimising the log
     loss of weight * layer(p) against label: L-BFGS-B with the slope bounded below by 0. An exact
     optimum in milliseconds, where 300 full-batch Keras epochs took seconds per map."""
-    p = np.clip(np.asarray(p, np.float64).reshape(-1), EPSILON, 1.0 - EPSILON)
-    z, y = np.log(p) - np.log1p(-p), np.asarray(label, np.float64).reshape(-1)
+    z, y = _logit(p), np.asarray(label, np.float64).reshape(-1)
     weight = np.asarray(weight, np.float64).reshape(-1)
 
     def loss_and_gradient(params):
@@ -153,8 +158,7 @@ def _solve_means(layer: PlattScaling, rows: Rows, output: str, weight: np.ndarra
     """Sets the layer's biases, its slope unchanged, so that the mean of weight * layer(p)
     equals the label rate of `rows`: overall (the bias), then on every value of every slice
     column (the slice biases, by Newton steps one column at a time)."""
-    p = np.clip(np.asarray(rows.predictions[output], np.float64), EPSILON, 1.0 - EPSILON)
-    z = float(layer.slope.numpy()) * (np.log(p) - np.log1p(-p))
+    z = float(layer.slope.numpy()) * _logit(rows.predictions[output])
     target = np.asarray(rows.labels[label], np.float64)
 
     def gap(bias):

@@ -104,9 +104,8 @@ class ModelConfig:
     # Tuner read ExampleGen's raw examples, applying the transform graph to each batch as they
     # read it (trainer/train.py, parsed_batches): one pass over the data and one copy of it less.
     # True: the Transform writes the transformed train and validation examples and the Trainer
-    # and Tuner read them. Measured by `make bench` (bench/speed.py, part 5): at 1M rows the
-    # default's Transform + Trainer take 0.63 of the materialized ones' time, the same AUCs; at
-    # 10k rows 3 s more (the transform graph's trace in the Trainer).
+    # and Tuner read them. `make bench` compares them (bench/speed.py, part 5; the figures in
+    # bench/results/speed.md and speed_10k.md): the default is the faster at 1M rows.
     materialize_transform: bool = False
     seed: int = 42
 
