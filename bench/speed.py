@@ -343,11 +343,8 @@ def serving_latency(config) -> Dict[int, Dict[str, float]]:
     signature = exported.signatures[features.DEFAULT_SIGNATURE]
     model = tf.keras.models.load_model(model_dir)
     bare = tf.function(lambda inputs: model(inputs, training=False))
-    tft_output = tft.TFTransformOutput(output_uri(config, 'Transform', 'transform_graph'))
-    raw_spec = serving_feature_spec(tft_output, config.feature_spec)
-    # The Transform graph as a layer of its own: the SavedModel's tracked tft_layer keeps only
-    # the call it was first traced with (the Trainer's input pipeline reads labels too).
-    transform = tft_output.transform_features_layer()
+    raw_spec = serving_feature_spec(tft.TFTransformOutput(
+        output_uri(config, 'Transform', 'transform_graph')), config.feature_spec)
     eval_files = glob.glob(os.path.join(output_uri(config, 'CsvExampleGen', 'examples', 'eval'),
                                         '*'))
     serialized = [record.numpy() for record in tf.data.TFRecordDataset(
@@ -355,7 +352,7 @@ def serving_latency(config) -> Dict[int, Dict[str, float]]:
     result = {}
     for batch_size in SERVING_BATCHES:
         examples = tf.constant(serialized[:batch_size])
-        transformed = transform(tf.io.parse_example(examples, raw_spec))
+        transformed = exported.tft_layer(tf.io.parse_example(examples, raw_spec))
         inputs = {name: transformed[name] for name in model.input_names}
         calls = {'signature': functools.partial(signature, examples=examples),
                  'bare model': functools.partial(bare, inputs)}

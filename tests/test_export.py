@@ -7,10 +7,12 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import RAW_LABELS, SPEC
+import tensorflow_transform as tft
+from conftest import EXPORTED_MODEL_CONFIG, RAW_LABELS, SPEC
 
 from trainer import features
-from trainer.export import RAW_SIGNATURE
+from trainer.export import RAW_SIGNATURE, export_serving_model, serving_feature_spec
+from trainer.model import build_model
 from trainer.train import model_inputs
 from trainer.warmup import serialize_example
 
@@ -218,3 +220,22 @@ def test_entity_expert_model_exports_the_same_signatures(loaded, transform_run, 
         examples=tf.constant([serialize_example(row) for row in rows])), len(rows))
     for name in features.OUTPUTS:
         np.testing.assert_allclose(raw[name], from_examples[name], rtol=1e-6, atol=1e-7)
+
+
+def test_the_saved_transform_layer_serves_raw_features_after_training_used_it(
+        transform_run, tmp_path):
+    """The Trainer's input pipeline calls tft_output's cached transform layer on parsed examples
+    with labels (the Transform not materializing); the exported SavedModel's own tft_layer still
+    takes the serving features alone (a caller of `loaded.tft_layer`, e.g. bench/speed.py)."""
+    def parsed(rows, spec):
+        return tf.io.parse_example([serialize_example(row) for row in rows], spec)
+
+    tft_output = tft.TFTransformOutput(transform_run.transform_fn_dir)
+    tft_output.transform_features_layer()(parsed(
+        transform_run.train_df.head(4).to_dict('records'), tft_output.raw_feature_spec()))
+    model = build_model(EXPORTED_MODEL_CONFIG, *model_inputs(tft_output, SPEC))
+    export_serving_model(model, tft_output, str(tmp_path / 'model'), SPEC)
+
+    transformed = tf.saved_model.load(str(tmp_path / 'model')).tft_layer(
+        parsed(_requests(transform_run), serving_feature_spec(tft_output, SPEC)))
+    assert set(model.input_names) <= set(transformed)

@@ -51,7 +51,9 @@ def export_serving_model(model: tf.keras.Model, tft_output: tft.TFTransformOutpu
                          calibrator: Optional[calibration.FunnelCalibration] = None) -> None:
     """Saves `model` with the Transform graph attached, both serving signatures and warmup; the
     signatures apply `calibrator` to the model's outputs when one is given."""
-    model.tft_layer = tft_output.transform_features_layer()  # tracked, so its assets are saved
+    # Tracked, so its assets are saved; a layer of its own, not tft_output's cached one, whose
+    # traces (the Trainer's input pipeline calls it with labels) the SavedModel would keep.
+    model.tft_layer = tft.TransformFeaturesLayer(tft_output)
     if calibrator is not None:
         model.calibration = calibrator  # tracked: its fitted weights are saved with the model
     spec = serving_feature_spec(tft_output, feature_spec)
