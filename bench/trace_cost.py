@@ -3,11 +3,14 @@
     python -m bench.trace_cost [--rows 1000000]
 
 trainer/keras_autograph.py keeps autograph from transpiling tf_keras's own code. This times, in
-a fresh process each, the fixed costs every Trainer run pays once whatever the data size:
-building and compiling the default model, its first training step (the trace of the training
-step; the next 20 steps for comparison), the calibration's traced forward pass and the export
-with the Transform graph and both serving signatures; once with tf_keras converted (as
-TensorFlow does by default) and once without. Data: bench/data.py's transformed simulator rows.
+a fresh process each, the fixed costs every Trainer run pays once whatever the data size: its
+input pipeline on raw examples (the Transform not materializing, the default: building it traces
+the Transform's layer, a Keras 2 model; then its first batch), building and compiling the
+default model, its first training step (the trace of the training step; the next 20 steps for
+comparison), the calibration's traced forward pass and the export with the Transform graph and
+both serving signatures; once with tf_keras converted (as TensorFlow does by default) and once
+without. Data: bench/data.py's transformed simulator rows, and RAW_ROWS of its raw rows written
+as tf.Examples.
 """
 
 import argparse
@@ -24,17 +27,19 @@ from pipeline.config import REPO_ROOT, load_config
 
 VARIANTS = {'tf_keras converted (TensorFlow default)': True,
             'tf_keras left unconverted (trainer/keras_autograph.py)': False}
-STAGES = ('build and compile', 'first training step', 'next 20 steps',
+RAW_ROWS = 8192  # raw rows written as tf.Examples for the input stage (more than one batch)
+STAGES = ('input on raw examples', 'build and compile', 'first training step', 'next 20 steps',
           'first prediction batch', 'export')
 
 
 def measure(data_dir: str, export_dir: str) -> Dict[str, float]:
     """Seconds of each of STAGES in this process."""
     import numpy as np
+    import pandas as pd
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from trainer import export, in_memory, labels, train
+    from trainer import export, in_memory, labels, train, warmup
 
     config = load_config()
     tft_output = tft.TFTransformOutput(os.path.join(data_dir, 'transform_fn'))
@@ -43,6 +48,12 @@ def measure(data_dir: str, export_dir: str) -> Dict[str, float]:
                if name.startswith('train_')}
     batches = in_memory.epoch_batches(columns, config.model.batch_size, 0).repeat().map(
         labels.split_labels)
+    raw_file = export_dir + '-raw.gz'
+    raw_rows = pd.read_csv(os.path.join(data_dir, 'examples', 'impressions.csv'),
+                           nrows=RAW_ROWS, keep_default_na=False, na_values={'item_hist_ctr': ['']})
+    with tf.io.TFRecordWriter(raw_file, 'GZIP') as writer:
+        for row in raw_rows.to_dict('records'):
+            writer.write(warmup.serialize_example(row))
     seconds, start = {}, time.perf_counter()
 
     def lap(stage: str):
@@ -50,6 +61,9 @@ def measure(data_dir: str, export_dir: str) -> Dict[str, float]:
         seconds[stage] = round(time.perf_counter() - start, 2)
         start = time.perf_counter()
 
+    raw_output = train.RawExamplesOutput(os.path.join(data_dir, 'transform_fn'))
+    next(iter(train.input_fn([raw_file], raw_output, config.model.batch_size, 0)))
+    lap('input on raw examples')
     model = train.build_compiled_model(config.model, tft_output, config.feature_spec)
     lap('build and compile')
     model.fit(batches, steps_per_epoch=1, epochs=1, verbose=0)

@@ -5,8 +5,10 @@ the function's module is on its do-not-convert list. That list holds 'keras', wh
 lived up to TensorFlow 2.15, but not 'tf_keras', where it lives under TF_USE_LEGACY_KERAS=1
 (STACK.md): so each trace of the model (building it, the first training and validation steps,
 the calibration's predictions, the export's signatures) transpiled Keras's own layers,
-optimizer and training step again. The same code ran unconverted as 'keras' through TF 2.15.
-The project's own layers are still converted, as Keras converts any subclassed layer's call.
+optimizer and training step again, and each input pipeline that applies the Transform's layer
+(a Keras 2 model) to raw examples transpiled it too. The same code ran unconverted as 'keras'
+through TF 2.15. The project's own layers are still converted, as Keras converts any subclassed
+layer's call.
 Measured by `python -m bench.trace_cost` (bench/results/trace_cost.md).
 """
 

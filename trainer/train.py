@@ -10,7 +10,16 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from trainer import calibration, export, features, in_memory, model, search_space, warm_start
+from trainer import (
+    calibration,
+    export,
+    features,
+    in_memory,
+    keras_autograph,
+    model,
+    search_space,
+    warm_start,
+)
 from trainer.config import ModelConfig, from_dict
 from trainer.labels import split_labels
 
@@ -99,6 +108,7 @@ def parsed_batches(file_pattern: List[str], tft_output: tft.TFTransformOutput, b
     bench/results/speed.md).
     """
     if isinstance(tft_output, RawExamplesOutput):
+        keras_autograph.leave_keras_2_unconverted()  # the transform layer is a Keras 2 model
         spec, transform = tft_output.raw_feature_spec(), tft_output.transform_features_layer()
     else:
         spec, transform = tft_output.transformed_feature_spec(), None
