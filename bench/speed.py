@@ -267,6 +267,7 @@ def run_to_transform() -> None:
     from tfx import v1 as tfx
     from tfx.orchestration import pipeline as pipeline_py
 
+    from pipeline.engines import wait_for_loopback_workers
     from pipeline.graph import create_pipeline
 
     config = load_config()
@@ -274,6 +275,7 @@ def run_to_transform() -> None:
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata),
                                            run_options=pipeline_py.RunOptions(
                                                to_nodes=['Transform']))
+    wait_for_loopback_workers()
 
 
 def output_uri(config, component: str, key: str, split: str = '') -> str:

@@ -12,11 +12,14 @@ pipeline_args.
 """
 
 import argparse
+import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from typing import Iterable, List, Optional, Sequence
 
 from pipeline.config import REPO_ROOT, BeamConfig
@@ -30,6 +33,9 @@ JOB_SERVERS = {
     'spark': 'org.apache.beam:beam-runners-spark-3-job-server:2.61.0',
 }
 INSTALL_JAVA = 'install a JDK 17 and Maven (Debian: apt-get install openjdk-17-jdk-headless maven)'
+# The threads of Beam's LOOPBACK SDK workers (apache_beam/runners/worker/worker_pool_main.py).
+LOOPBACK_WORKER_THREAD_PREFIX = 'run_worker_'
+LOOPBACK_WORKER_WAIT_SECONDS = 60.0
 
 
 class EngineError(RuntimeError):
@@ -83,6 +89,21 @@ def check_runner(beam: BeamConfig) -> None:
         how = (f'run `make jars` (it fetches {JOB_SERVERS[beam.runner]} with Maven)'
                if not beam.job_server_jar else "set FUNNEL_BEAM_JOB_SERVER_JAR to the jar's path")
         raise EngineError(f'The {beam.runner} job server jar {jar} is missing: {how}.')
+
+
+def wait_for_loopback_workers(timeout_seconds: float = LOOPBACK_WORKER_WAIT_SECONDS) -> None:
+    """Waits for the LOOPBACK SDK workers of finished Beam jobs to end. They are daemon threads
+    that still tear down their DoFns after the job is done, and Python exiting while one is in a
+    TensorFlow call aborted successful runs (SIGABRT, `FATAL: exception not rethrown`: 3 runs of
+    17 up to the Transform, docs/scaling.md). Nothing to wait for on the DirectRunner."""
+    deadline = time.monotonic() + timeout_seconds
+    for thread in threading.enumerate():
+        if thread.name.startswith(LOOPBACK_WORKER_THREAD_PREFIX):
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                logging.getLogger('funnel.run').warning(  # a terminal line (run_log.py)
+                    'Beam SDK worker %s still running after %.0f s: not waiting longer.',
+                    thread.name, timeout_seconds)
 
 
 def fetch(runners: Sequence[str]) -> List[str]:

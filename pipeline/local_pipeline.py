@@ -57,11 +57,15 @@ def run(config: config_lib.PipelineConfig, validate_only: bool = False) -> Optio
             config.metadata_path)
         store = metadata_store.MetadataStore(metadata)
         known_runs = set(run_outputs.run_ids(store))
-        for span in earlier:
-            PROGRESS.info('Ingesting span %d of the training window.', span)
-            tfx.orchestration.LocalDagRunner().run(create_ingest_pipeline(config, span, metadata))
-        tfx.orchestration.LocalDagRunner().run(
-            create_pipeline(config, metadata, span=latest),
-            run_options=pipeline_py.RunOptions(to_nodes=[GATE_ID]) if validate_only else None)
+        try:
+            for span in earlier:
+                PROGRESS.info('Ingesting span %d of the training window.', span)
+                tfx.orchestration.LocalDagRunner().run(
+                    create_ingest_pipeline(config, span, metadata))
+            tfx.orchestration.LocalDagRunner().run(
+                create_pipeline(config, metadata, span=latest),
+                run_options=pipeline_py.RunOptions(to_nodes=[GATE_ID]) if validate_only else None)
+        finally:
+            engines.wait_for_loopback_workers()
         new_runs = [run_id for run_id in run_outputs.run_ids(store) if run_id not in known_runs]
         return new_runs[-1] if new_runs else None

@@ -1,9 +1,13 @@
 """The `beam` section -> Beam's pipeline arguments (pipeline/engines.py), checked against Beam's
-own option parsing and job-server selection, and the errors of a missing JDK or jar."""
+own option parsing and job-server selection, the errors of a missing JDK or jar, and the wait
+for Beam's LOOPBACK workers on Beam's embedded job server."""
 
 import os
 import sys
+import threading
+import time
 
+import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import (
     FlinkRunnerOptions,
@@ -69,6 +73,31 @@ def test_a_running_job_server_and_a_worker_pool():
         'flink-js:8099', 'EXTERNAL', 'localhost:50000')
     assert options.view_as(FlinkRunnerOptions).parallelism == 8  # a later argument wins
     engines.check_runner(beam)  # no local job server: nothing to check
+
+
+_TORN_DOWN = []  # the LOOPBACK worker runs in this process: its DoFn appends here
+
+
+class _SlowTeardown(beam.DoFn):
+    def process(self, element):
+        yield element
+
+    def teardown(self):
+        time.sleep(2)
+        _TORN_DOWN.append(True)
+
+
+def test_a_loopback_run_ends_after_its_sdk_workers():
+    # Beam's embedded job server: the Runner API and LOOPBACK worker of a Flink or Spark job.
+    options = PipelineOptions(['--runner=PortableRunner', '--job_endpoint=embed',
+                               '--environment_type=LOOPBACK'])
+    with beam.Pipeline(options=options) as pipeline:
+        _ = pipeline | beam.Create([1, 2, 3]) | beam.ParDo(_SlowTeardown())
+    engines.wait_for_loopback_workers()
+    # The worker thread tore its DoFn down and ended: Python can exit without aborting.
+    assert _TORN_DOWN
+    assert not [thread.name for thread in threading.enumerate()
+                if thread.name.startswith(engines.LOOPBACK_WORKER_THREAD_PREFIX)]
 
 
 def test_runner_settings_from_the_environment():
