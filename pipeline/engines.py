@@ -94,8 +94,8 @@ def check_runner(beam: BeamConfig) -> None:
 def wait_for_loopback_workers(timeout_seconds: float = LOOPBACK_WORKER_WAIT_SECONDS) -> None:
     """Waits for the LOOPBACK SDK workers of finished Beam jobs to end. They are daemon threads
     that still tear down their DoFns after the job is done, and Python exiting while one is in a
-    TensorFlow call aborted successful runs (SIGABRT, `FATAL: exception not rethrown`: 3 runs of
-    17 up to the Transform, docs/scaling.md). Nothing to wait for on the DirectRunner."""
+    TensorFlow call aborted successful runs (SIGABRT, `FATAL: exception not rethrown`; measured
+    in docs/scaling.md). Nothing to wait for on the DirectRunner."""
     deadline = time.monotonic() + timeout_seconds
     for thread in threading.enumerate():
         if thread.name.startswith(LOOPBACK_WORKER_THREAD_PREFIX):
