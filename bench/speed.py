@@ -267,15 +267,15 @@ def run_to_transform() -> None:
     from tfx import v1 as tfx
     from tfx.orchestration import pipeline as pipeline_py
 
-    from pipeline.engines import wait_for_loopback_workers
     from pipeline.graph import create_pipeline
+    from pipeline.local_pipeline import dag_runs
 
     config = load_config()
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata),
-                                           run_options=pipeline_py.RunOptions(
-                                               to_nodes=['Transform']))
-    wait_for_loopback_workers()
+    with dag_runs(config):
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata),
+                                               run_options=pipeline_py.RunOptions(
+                                                   to_nodes=['Transform']))
 
 
 def output_uri(config, component: str, key: str, split: str = '') -> str:

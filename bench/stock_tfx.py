@@ -26,6 +26,7 @@ from bench.evaluator_cost import tfma_own_metrics, without
 from pipeline.config import PipelineConfig, load_config
 from pipeline.eval_config import make_eval_config
 from pipeline.graph import EVAL_SPLIT
+from pipeline.local_pipeline import dag_runs
 from trainer.config import ModelConfig
 
 PIPELINE_NAME = 'stock-tfx'
@@ -100,7 +101,8 @@ def main() -> int:
     config = stock_config()
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     os.makedirs(config.pipeline_root, exist_ok=True)
-    tfx.orchestration.LocalDagRunner().run(create_stock_pipeline(config, metadata))
+    with dag_runs(config):  # as the project's runs: TFX's temporary files removed at the end
+        tfx.orchestration.LocalDagRunner().run(create_stock_pipeline(config, metadata))
     return 0
 
 

@@ -214,6 +214,11 @@ class PipelineConfig:
         return os.path.join(self.output_root, 'logs', self.pipeline_name)
 
     @property
+    def temp_dir(self) -> str:
+        """A local run's temporary files, removed when it ends (pipeline/temp_dir.py)."""
+        return os.path.join(self.output_root, 'tmp', self.pipeline_name)
+
+    @property
     def drift_baseline_dir(self) -> str:
         """Statistics of the last run that passed validation, the next run's drift baseline."""
         return os.path.join(self.output_root, 'drift_baseline', self.pipeline_name)

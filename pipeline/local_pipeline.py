@@ -5,6 +5,7 @@ pipeline/local_runner.py (`make run`, the TFX CLI) opens the run's log and calls
 run() directly. One run at a time per pipeline name and output root (pipeline/run_lock.py).
 """
 
+import contextlib
 import logging
 from typing import Optional
 
@@ -14,7 +15,7 @@ from tfx.orchestration import pipeline as pipeline_py
 
 from components.anomalies_gate import DataAnomaliesError
 from pipeline import config as config_lib
-from pipeline import engines, inputs, run_lock, run_outputs
+from pipeline import engines, inputs, run_lock, run_outputs, temp_dir
 from pipeline.graph import GATE_ID, create_ingest_pipeline, create_pipeline
 from trainer import features
 
@@ -22,6 +23,17 @@ PROGRESS = logging.getLogger('funnel.run')  # lines for the terminal (pipeline/r
 # Errors of the input or the settings, whose message says what to do: shown without traceback.
 USER_ERRORS = (config_lib.ConfigError, features.FeatureSpecError, inputs.InputDataError,
                DataAnomaliesError, run_lock.RunLockedError, engines.EngineError)
+
+
+@contextlib.contextmanager
+def dag_runs(config: config_lib.PipelineConfig):
+    """What LocalDagRunner's runs need around them here: a temporary folder of their own, removed
+    at the end (pipeline/temp_dir.py), after Beam's LOOPBACK SDK workers have ended (engines)."""
+    with temp_dir.own_temp_dir(config.temp_dir):
+        try:
+            yield
+        finally:
+            engines.wait_for_loopback_workers()
 
 
 def run(config: config_lib.PipelineConfig, validate_only: bool = False) -> Optional[str]:
@@ -57,7 +69,7 @@ def run(config: config_lib.PipelineConfig, validate_only: bool = False) -> Optio
             config.metadata_path)
         store = metadata_store.MetadataStore(metadata)
         known_runs = set(run_outputs.run_ids(store))
-        try:
+        with dag_runs(config):
             for span in earlier:
                 PROGRESS.info('Ingesting span %d of the training window.', span)
                 tfx.orchestration.LocalDagRunner().run(
@@ -65,7 +77,5 @@ def run(config: config_lib.PipelineConfig, validate_only: bool = False) -> Optio
             tfx.orchestration.LocalDagRunner().run(
                 create_pipeline(config, metadata, span=latest),
                 run_options=pipeline_py.RunOptions(to_nodes=[GATE_ID]) if validate_only else None)
-        finally:
-            engines.wait_for_loopback_workers()
         new_runs = [run_id for run_id in run_outputs.run_ids(store) if run_id not in known_runs]
         return new_runs[-1] if new_runs else None

@@ -64,6 +64,8 @@ SAME_SEED_PREDICTION_TOLERANCE = 1e-6
 # The second run's TFX CLI: the runner file it loads (as in the README) and its home under root.
 CLI_PIPELINE_PATH = 'pipeline/local_runner.py'
 CLI_HOME = 'tfx-cli-home'
+# The TMPDIR of the killed run and of its rerun, under root.
+RUNNERS_TMPDIR = 'runners-tmp'
 EXPECTED_COMPONENTS = {'CsvExampleGen', 'StatisticsGen', 'SchemaImporter', 'ExampleValidator',
                        'AnomaliesGate', 'Transform', 'Trainer', 'ServingContractCheck',
                        'ProductionModel', 'Evaluator', 'Pusher'}
@@ -153,7 +155,8 @@ def resumed_run(root):
     config = load_config(env=settings)
     os.makedirs(config.output_root)
     log_path = os.path.join(config.output_root, 'killed_run.log')
-    env = _environment(settings)
+    os.makedirs(root / RUNNERS_TMPDIR)
+    env = {**_environment(settings), 'TMPDIR': str(root / RUNNERS_TMPDIR)}
     with open(log_path, 'w') as log:
         process = subprocess.Popen([sys.executable, '-m', 'pipeline.local_runner'], cwd=REPO_ROOT,
                                    env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -173,6 +176,7 @@ def resumed_run(root):
             os.killpg(process.pid, signal.SIGKILL)  # the runner's own process group
         process.wait()
     assert process.returncode == -signal.SIGKILL
+    assert os.listdir(config.temp_dir)  # TFX's temporary files, left by the kill
     killed = summary.summarize(config)
     # The killed run held the run lock (pipeline/run_lock.py): the kill released it.
     resumed = subprocess.run([sys.executable, '-m', 'pipeline.local_runner', '--summary'],
@@ -374,6 +378,16 @@ def test_killed_run_resumes_from_cache_and_pushes(resumed_run, reliability):
     assert os.path.isfile(os.path.join(resumed['pushed_to'], 'saved_model.pb'))
     reliability('pipeline SIGKILLed in the Trainer', 'resumed',
                 'rerun: ExampleGen..Transform CACHED, Trainer re-run, pushed')
+
+
+def test_runs_leave_no_temporary_files_even_when_killed(root, resumed_run):
+    """TFX writes into the temporary folder on every run and removes nothing (an sdist of
+    itself per Beam component, the module's wheel per component that loads it): the runs put
+    it in a folder of their own, and the killed run's was removed by the next run, which removed
+    its own at its end. Neither wrote into the TMPDIR they were started with."""
+    config = resumed_run[2]
+    assert os.listdir(root / RUNNERS_TMPDIR) == []
+    assert not os.path.exists(config.temp_dir)
 
 
 def _train_in_a_process(config, out: Path) -> subprocess.Popen:
