@@ -78,8 +78,10 @@ def _settings(root: Path, outputs: str = 'outputs', **extra) -> dict:
 
 
 def _environment(settings: dict) -> dict:
-    """This process's environment with `settings` as the only FUNNEL_* variables."""
-    return {**{k: v for k, v in os.environ.items() if not k.startswith('FUNNEL_')}, **settings}
+    """This process's environment with `settings` as the only FUNNEL_* variables, and without
+    TF_USE_LEGACY_KERAS, as in a user's shell (the runner sets it: pipeline/__init__.py)."""
+    return {**{k: v for k, v in os.environ.items()
+               if not k.startswith('FUNNEL_') and k != 'TF_USE_LEGACY_KERAS'}, **settings}
 
 
 @pytest.fixture(scope='module')
@@ -407,7 +409,8 @@ def _train_in_a_process(config, out: Path) -> subprocess.Popen:
     code = ('import json, sys; from tfx import v1 as tfx; from trainer.module import run_fn; '
             'run_fn(tfx.components.FnArgs(**json.loads(sys.argv[1])))')
     return subprocess.Popen([sys.executable, '-c', code, json.dumps(args)], cwd=REPO_ROOT,
-                            env=_environment({}), stdout=subprocess.DEVNULL,
+                            env={**_environment({}), 'TF_USE_LEGACY_KERAS': '1'},
+                            stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
 
