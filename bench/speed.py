@@ -607,7 +607,8 @@ def report(sizes: List[Dict], variants: Dict[str, Dict], throughput: Dict, servi
         f'{config.model.batch_size}, the default model ({config.model.architecture}, '
         f'{config.model.loss}); the pipeline validates on {config.model.eval_steps} eval batches '
         f'every {config.model.steps_per_validation} steps, the script does not. Beam: '
-        f'{" ".join(config.beam_pipeline_args)}.', '',
+        f'{" ".join(config.beam_pipeline_args) or "no arguments (the in-process DirectRunner)"}.',
+        '',
         '## Whole pipeline vs plain script', '',
         'The pipeline: `python -m pipeline.local_runner`, fresh output root. The plain script: '
         '`python -m bench.plain_script` (pandas, numpy, the same Keras model and steps, sklearn). '

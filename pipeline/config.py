@@ -177,10 +177,11 @@ class PipelineConfig:
     train_hash_buckets: int = 8
     validation_hash_buckets: int = 1
     eval_hash_buckets: int = 1
-    # Beam arguments after those of the `beam` section (a later one wins); the DirectRunner's
-    # mode by default, which the other runners ignore.
-    beam_pipeline_args: Tuple[str, ...] = ('--direct_running_mode=in_memory',
-                                           '--direct_num_workers=1')
+    # Beam arguments after those of the `beam` section (a later one wins). None by default:
+    # Beam's in-process DirectRunner, one worker. With any Beam argument, each Beam component of
+    # TFX first packages TFX as an sdist for remote workers (tfx/utils/dependency_utils.py),
+    # which the in-process runner never uses (bench/README.md#where-the-time-goes).
+    beam_pipeline_args: Tuple[str, ...] = ()
     enable_cache: bool = True
     beam: BeamConfig = BeamConfig()    # the Beam runner (direct, flink, spark)
     vocabulary: VocabularyConfig = VocabularyConfig()

@@ -26,11 +26,16 @@ def _options(beam: BeamConfig, extra=()) -> PipelineOptions:
     return PipelineOptions(engines.pipeline_args(beam, extra))
 
 
-def test_direct_runner_adds_nothing_to_the_direct_arguments():
+def test_a_default_run_passes_no_beam_arguments():
+    """No Beam argument: the in-process DirectRunner, and no sdist of TFX built by each Beam
+    component for remote workers (TFX builds one whenever there are Beam arguments)."""
+    from pipeline.graph import create_pipeline
+
     config = load_config(env={})
     assert config.beam.runner == 'direct'
-    assert engines.pipeline_args(config.beam, config.beam_pipeline_args) == list(
-        config.beam_pipeline_args)
+    assert create_pipeline(config).beam_pipeline_args == []
+    config = load_config(env={'FUNNEL_BEAM_PIPELINE_ARGS': '--direct_num_workers=2'})
+    assert create_pipeline(config).beam_pipeline_args == ['--direct_num_workers=2']
 
 
 def test_flink_arguments_reach_beams_flink_runner_with_the_pinned_jar(tmp_path):
@@ -113,9 +118,10 @@ def test_pipeline_and_kubeflow_beam_steps_get_the_runner_arguments():
     from kubeflow.runner import kubeflow_beam_args
     from pipeline.graph import create_pipeline
 
-    config = load_config(env={'FUNNEL_BEAM_RUNNER': 'flink'})
+    config = load_config(env={'FUNNEL_BEAM_RUNNER': 'flink',
+                              'FUNNEL_BEAM_PIPELINE_ARGS': '--max_parallelism=8'})
     args = create_pipeline(config).beam_pipeline_args
-    assert args[0] == '--runner=FlinkRunner' and args[-2:] == list(config.beam_pipeline_args)
+    assert args[0] == '--runner=FlinkRunner' and args[-1] == '--max_parallelism=8'
     with pytest.raises(ConfigError, match='FUNNEL_BEAM_JOB_ENDPOINT'):
         kubeflow_beam_args(config)
     cluster = load_config(env={'FUNNEL_BEAM_RUNNER': 'flink',
