@@ -12,6 +12,9 @@ into the output artifacts (mergeRuntimeArtifacts: its URI and metadata). An impo
 its artifact URI, type and metadata (the importer launcher). Anything else, or a placeholder the
 launcher leaves unresolved, is an error here as on the backend.
 
+Each container task gets a temporary folder of its own (TMPDIR), removed when it ends, as a
+pod's own filesystem is: TFX's Beam components leave an sdist of TFX there (52 MB each).
+
 What is not emulated: the object store (URIs are local folders, so nothing is up- or
 downloaded), ML Metadata and KFP's cache (every task runs).
 """
@@ -21,6 +24,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import uuid
 from concurrent import futures
 from typing import Dict, List
@@ -108,9 +112,10 @@ def run_container(name: str, task: dict, component: dict, container: dict, run_r
         os.makedirs(os.path.dirname(path), exist_ok=True)
     command = [substitute(text, executor_input)
                for text in container.get('command', []) + container.get('args', [])]
-    with open(os.path.join(log_dir, f'{name}.log'), 'w') as log:
-        result = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+    with open(os.path.join(log_dir, f'{name}.log'), 'w') as log, \
+            tempfile.TemporaryDirectory(prefix=f'{name}-') as pod_tmp:
+        result = subprocess.run(command, env={**env, 'TMPDIR': pod_tmp}, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         with open(os.path.join(log_dir, f'{name}.log')) as log:
             raise RuntimeError(f'task {name} failed ({result.returncode}):\n{log.read()[-5000:]}')
