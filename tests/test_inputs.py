@@ -8,6 +8,7 @@ tests/test_corruption_matrix.py shows the same check stopping a real pipeline ru
 import decimal
 import gzip
 import json
+import os
 import subprocess
 import sys
 
@@ -157,12 +158,15 @@ def test_the_kubeflow_step_stops_with_the_same_message(tmp_path):
         'outputFile': str(tmp_path / 'task' / 'executor_output.json')}}
     inputs_spec = {'parameters': {name: {'parameterType': 'NUMBER_INTEGER' if isinstance(
         value, int) else 'STRING'} for name, value in values.items()}}
+    pod_tmp = tmp_path / 'pod-tmp'
+    pod_tmp.mkdir()
     result = subprocess.run(
         [sys.executable, '-m', 'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor',
          '--executor_class_path', 'components.example_gen.CsvExecutor',
          '--json_serialized_invocation_args', json.dumps(invocation),
          '--json_serialized_inputs_spec_args', json.dumps(inputs_spec)],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, 'TMPDIR': str(pod_tmp)})  # a pod's own: TFX leaves an sdist there
     assert result.returncode != 0
     assert (f"InputDataError: Input file {data / 'logs.csv'}: 1 row(s) do not have the header's "
             '5 fields, at line(s) 5 (line 5 has 4)') in result.stderr, result.stderr[-3000:]
